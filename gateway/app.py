@@ -1,0 +1,83 @@
+"""The only composition root: builds the aiohttp application and everything it uses."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+
+from aiohttp import web
+
+from gateway.adapters import native_adapter
+from gateway.errors import ConfigurationError
+from gateway.logs import event
+from gateway.metrics import GatewayMetrics
+from gateway.privacy import ZoneKeyRing
+from gateway.services.zones import Zone, ZoneDirectory
+from gateway.settings import Settings
+from gateway.storage import ZoneDatabase
+from gateway.web.keys import ADAPTERS, METRICS, SETTINGS, ZONES
+from gateway.web.middleware import observe
+from gateway.web.routes import setup_routes
+
+log = logging.getLogger("gateway.app")
+
+
+def load_keyrings(settings: Settings) -> dict[str, ZoneKeyRing]:
+    return {
+        name: ZoneKeyRing.load(zone.key_file, expected_zone=name)
+        for name, zone in settings.zones.items()
+    }
+
+
+async def open_zones(settings: Settings, keyrings: Mapping[str, ZoneKeyRing]) -> ZoneDirectory:
+    opened: dict[str, Zone] = {}
+    try:
+        for name, zone_settings in settings.zones.items():
+            db = await ZoneDatabase.connect(
+                name,
+                zone_settings.database_url,
+                min_size=settings.pool_min_size,
+                max_size=settings.pool_max_size,
+                command_timeout=settings.db_timeout_seconds,
+            )
+            opened[name] = Zone.build(db, keyrings[name])
+    except BaseException:
+        for zone in opened.values():
+            await zone.db.close()
+        raise
+    return ZoneDirectory(opened)
+
+
+def create_app(
+    settings: Settings, *, keyrings: Mapping[str, ZoneKeyRing] | None = None
+) -> web.Application:
+    # Keys are read before anything listens: a gateway without its zone keys does not start.
+    rings = dict(keyrings) if keyrings is not None else load_keyrings(settings)
+    missing = set(settings.zones) - set(rings)
+    if missing:
+        raise ConfigurationError(f"no key ring for zones {', '.join(sorted(missing))}")
+
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[observe])
+    app[SETTINGS] = settings
+    metrics = GatewayMetrics()
+    app[METRICS] = metrics
+    app[ADAPTERS] = {"native": native_adapter(max_readings=settings.max_readings)}
+
+    async def zones_ctx(app: web.Application) -> AsyncIterator[None]:
+        zones = await open_zones(settings, rings)
+        app[ZONES] = zones
+        metrics.watch_pools(
+            lambda: {
+                name: (u.size, u.idle, u.max_size)
+                for name, u in ((name, zone.db.usage()) for name, zone in zones.items())
+            }
+        )
+        event(log, "app.started", zones=sorted(zones))
+        yield
+        for zone in zones.values():
+            await zone.db.close()
+        event(log, "app.stopped")
+
+    app.cleanup_ctx.append(zones_ctx)
+    setup_routes(app)
+    return app

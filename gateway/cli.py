@@ -1,0 +1,175 @@
+"""`wearable-gateway` commands: serve, migrate, keys, vendors, clinics, credentials, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.app import create_app, load_keyrings, open_zones
+from gateway.errors import GatewayError
+from gateway.logs import configure_logging
+from gateway.privacy import ZoneKeyRing
+from gateway.services.auth import add_credential, revoke_credential
+from gateway.settings import Settings, load_settings
+from gateway.storage import migrate_database
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(config_path=args.config)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    configure_logging(settings.log_level)
+    web.run_app(
+        create_app(settings),
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=args.grace,
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    names = [args.zone] if args.zone else list(settings.zones)
+
+    async def run() -> None:
+        for name in names:
+            if name not in settings.zones:
+                raise GatewayError(f"zone {name} is not configured")
+            applied = await migrate_database(settings.zones[name].database_url)
+            done = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "nothing to apply"
+            print(f"zone {name}: {done}")
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_keys_init(args: argparse.Namespace) -> int:
+    out: Path = args.out or Path(f"{args.zone}.keys.json")
+    ring = ZoneKeyRing.generate(args.zone)
+    ring.write(out)
+    print(
+        f"zone {args.zone}: key file written to {out} (mode 0600, fingerprint {ring.fingerprint()})"
+    )
+    print("Keep it in the zone's secret store; losing it makes the zone's identities unreadable.")
+    return 0
+
+
+def _credential_command(kind: str) -> object:
+    def command(args: argparse.Namespace) -> int:
+        settings = _settings(args)
+
+        async def run() -> int:
+            zones = await open_zones(settings, load_keyrings(settings))
+            try:
+                owner = args.name if kind == "vendor" else args.site
+                issued = await add_credential(zones, zone=args.zone, kind=kind, owner=owner)  # type: ignore[arg-type]
+            finally:
+                for zone in zones.values():
+                    await zone.db.close()
+            print(f"{kind} API key for {owner} in zone {args.zone} (key id {issued.key_id}).")
+            print("It is shown once and cannot be recovered; store it now:")
+            print(issued.token)
+            return 0
+
+        return asyncio.run(run())
+
+    return command
+
+
+def cmd_credentials_revoke(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def run() -> int:
+        zones = await open_zones(settings, load_keyrings(settings))
+        try:
+            revoked = await revoke_credential(zones, zone=args.zone, key_id=args.key_id)
+        finally:
+            for zone in zones.values():
+                await zone.db.close()
+        print(f"key {args.key_id}: {'revoked' if revoked else 'not found or already revoked'}")
+        return 0 if revoked else 1
+
+    return asyncio.run(run())
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo  # noqa: PLC0415 — keeps the embedded server out of `serve`
+
+    return run_demo(data_dir=args.data_dir, port=args.port, once=args.once)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wearable-gateway",
+        description="Wearable readings in, pseudonymised FHIR R4 Observations out, per zone.",
+    )
+    parser.add_argument("--config", type=Path, help="TOML settings file (else GATEWAY_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve HTTP against the configured zone databases")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--grace", type=float, default=30.0, help="seconds to finish in-flight work")
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply pending SQL migrations")
+    migrate.add_argument("--zone", help="only this zone (default: every configured zone)")
+    migrate.set_defaults(func=cmd_migrate)
+
+    keys = sub.add_parser("keys", help="zone key files").add_subparsers(dest="keys", required=True)
+    init = keys.add_parser("init", help="create a new zone key file")
+    init.add_argument("--zone", required=True)
+    init.add_argument("--out", type=Path, help="path of the key file (default: ZONE.keys.json)")
+    init.set_defaults(func=cmd_keys_init)
+
+    vendors = sub.add_parser("vendors", help="vendor API keys").add_subparsers(
+        dest="vendors", required=True
+    )
+    vendor_add = vendors.add_parser("add", help="issue an API key for a vendor in a zone")
+    vendor_add.add_argument("--zone", required=True)
+    vendor_add.add_argument("--name", required=True, help="the vendor's name, e.g. acme-watch")
+    vendor_add.set_defaults(func=_credential_command("vendor"))
+
+    clinics = sub.add_parser("clinics", help="clinic API keys").add_subparsers(
+        dest="clinics", required=True
+    )
+    clinic_add = clinics.add_parser("add", help="issue an API key for an enrolling site")
+    clinic_add.add_argument("--zone", required=True)
+    clinic_add.add_argument("--site", required=True, help="the site id, e.g. hainan-general")
+    clinic_add.set_defaults(func=_credential_command("clinic"))
+
+    creds = sub.add_parser("credentials", help="API keys").add_subparsers(
+        dest="credentials", required=True
+    )
+    revoke = creds.add_parser("revoke", help="revoke an API key")
+    revoke.add_argument("--zone", required=True)
+    revoke.add_argument("--key-id", required=True)
+    revoke.set_defaults(func=cmd_credentials_revoke)
+
+    demo = sub.add_parser("demo", help="run everything on an embedded PostgreSQL with demo data")
+    demo.add_argument("--data-dir", type=Path, default=Path(".wearable-gateway-demo"))
+    demo.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    demo.add_argument("--once", action="store_true", help="run the scenario, print, and exit")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except GatewayError as error:
+        print(f"wearable-gateway: {error.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,94 @@
+"""The gateway's one error tree. The web layer renders each error from its `status` and `code`;
+nobody parses messages. Messages never carry identifiers, measured values or key material.
+
+    GatewayError
+    ├── BadRequest                 400  invalid-body (and subclasses' own codes)
+    │   └── InvalidJSON            400  invalid-json
+    ├── Unauthenticated            401  unauthenticated
+    ├── Forbidden                  403  forbidden
+    ├── NotFound                   404  not-found
+    ├── Conflict                   409  conflict
+    │   └── AlreadyEnrolled        409  already-enrolled
+    ├── PayloadTooLarge            413  payload-too-large
+    ├── UnsupportedMediaType       415  unsupported-media-type
+    ├── ZoneNotServed              421  zone-not-served
+    ├── ZoneUnavailable            503  zone-unavailable
+    └── ConfigurationError         500  configuration (start-up only)
+        └── SchemaVersionMismatch  500  schema-version
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class GatewayError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal-error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(GatewayError):
+    status = 400
+    code = "invalid-body"
+
+
+class InvalidJSON(BadRequest):
+    code = "invalid-json"
+
+
+class Unauthenticated(GatewayError):
+    status = 401
+    code = "unauthenticated"
+
+
+class Forbidden(GatewayError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(GatewayError):
+    status = 404
+    code = "not-found"
+
+
+class Conflict(GatewayError):
+    status = 409
+    code = "conflict"
+
+
+class AlreadyEnrolled(Conflict):
+    code = "already-enrolled"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    code = "payload-too-large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    code = "unsupported-media-type"
+
+
+class ZoneNotServed(GatewayError):
+    """The request names a zone this process does not serve (RFC 9110 §15.5.20 Misdirected)."""
+
+    status = 421
+    code = "zone-not-served"
+
+
+class ZoneUnavailable(GatewayError):
+    status = 503
+    code = "zone-unavailable"
+
+
+class ConfigurationError(GatewayError):
+    code = "configuration"
+
+
+class SchemaVersionMismatch(ConfigurationError):
+    code = "schema-version"

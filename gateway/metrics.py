@@ -1,0 +1,72 @@
+"""Prometheus metrics, one registry per application (no module-level singletons). Names follow
+`gateway_<area>_<what>_<unit>`; labels are low-cardinality (zone, format, outcome, code, route)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+PoolUsageSource = Callable[[], Mapping[str, tuple[int, int, int]]]  # zone -> (size, idle, max)
+
+
+class _PoolCollector(Collector):
+    def __init__(self, source: PoolUsageSource) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        in_use = GaugeMetricFamily(
+            "gateway_db_pool_connections",
+            "Database pool connections by state",
+            labels=["zone", "state"],
+        )
+        for zone, (size, idle, max_size) in sorted(self._source().items()):
+            in_use.add_metric([zone, "in_use"], size - idle)
+            in_use.add_metric([zone, "idle"], idle)
+            in_use.add_metric([zone, "max"], max_size)
+        yield in_use
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.readings = Counter(
+            "gateway_ingest_readings",
+            "Readings received, by outcome",
+            ["format", "zone", "outcome"],
+            registry=self.registry,
+        )
+        self.rejections = Counter(
+            "gateway_ingest_rejections",
+            "Rejected readings, by stable rejection code",
+            ["format", "zone", "code"],
+            registry=self.registry,
+        )
+        self.request_duration = Histogram(
+            "gateway_http_request_duration_seconds",
+            "HTTP request latency",
+            ["route", "method", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "gateway_storage_batch_rows",
+            "Observations written per database batch",
+            ["zone"],
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.enrolments = Counter(
+            "gateway_subjects_enrolments",
+            "Subject enrolments, by outcome",
+            ["zone", "outcome"],
+            registry=self.registry,
+        )
+
+    def watch_pools(self, source: PoolUsageSource) -> None:
+        self.registry.register(_PoolCollector(source))

@@ -1,0 +1,268 @@
+"""Vendor-neutral types that flow along the ingest path.
+
+    adapter.parse   -> CandidateReading | ParseRejection     (one per reading in the payload)
+    normalise       -> Reading | Rejection                   (UCUM units, aware times, ranges)
+    resolve subject -> SubjectPseudonym via the blind index   (storage + privacy)
+    fhir.observation-> ObservationRow                         (JSON built from tables)
+    storage         -> ReadingOutcome                         (created / duplicate)
+
+Everything here is immutable data; no I/O and no key material.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class Identifier:
+    """An identifier as the clinic enrolled it (MRN, a wearable account id, ...)."""
+
+    system: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    id: str
+    model: str | None = None
+    manufacturer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Quantity:
+    """A value in the unit the payload used (converted to UCUM by normalise)."""
+
+    value: float
+    unit: str
+
+
+# --- measure table rows (the table itself lives in gateway.measures.table) -------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Coding:
+    system: str
+    code: str
+    display: str
+
+
+@dataclass(frozen=True, slots=True)
+class ValueRange:
+    low: float
+    high: float
+
+    def __contains__(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+
+@dataclass(frozen=True, slots=True)
+class UnitConversion:
+    """canonical = value * factor + offset."""
+
+    factor: float
+    offset: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentSpec:
+    """One measured quantity of a measure: "value" for single-valued measures, or a panel
+    component such as "systolic"."""
+
+    name: str
+    codings: tuple[Coding, ...]  # LOINC first, then IEEE 11073 MDC where one exists
+    ucum: str  # canonical UCUM code emitted in valueQuantity.code
+    unit_display: str  # valueQuantity.unit
+    conversions: Mapping[str, UnitConversion]  # accepted input unit -> conversion to `ucum`
+    hard: ValueRange  # outside: rejected
+    soft: ValueRange | None = None  # outside: stored, flagged with an interpretation
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    name: str  # the gateway's measure type, e.g. "heart-rate"; the `type` of a native reading
+    category: str  # observation-category code: "vital-signs", "activity" or "laboratory"
+    codings: tuple[Coding, ...]  # Observation.code; LOINC first
+    components: tuple[ComponentSpec, ...]
+    panel: bool = False  # True: values go to Observation.component, not valueQuantity
+    interval: bool = False  # True: needs start and end (effectivePeriod), e.g. steps
+
+    @property
+    def loinc(self) -> str:
+        return self.codings[0].code
+
+
+# --- what adapters produce -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateReading:
+    """What an adapter makes of one reading in a vendor payload, before any validation."""
+
+    subject: Identifier
+    device: DeviceInfo
+    measure: str  # measure type name; unknown names are rejected by normalise
+    quantities: Mapping[str, Quantity]  # "value", or component names for panels
+    start: datetime  # device time; naive when the payload carried no offset
+    end: datetime | None = None  # interval measures only
+    vendor_record_id: str | None = None
+    vendor_time: datetime | None = None  # when the vendor's server recorded it, if given
+    offset_assumed: bool = False  # the format defines "no offset" as UTC and none was given
+    declared_zone: str | None = None  # the home zone the sender says the subject has
+
+
+@dataclass(frozen=True, slots=True)
+class ParseRejection:
+    """An adapter could read the item but it cannot become a reading."""
+
+    code: RejectionCode
+    message: str
+
+
+ParsedItem = CandidateReading | ParseRejection
+
+
+# --- validated readings ----------------------------------------------------------------------
+
+
+class Interpretation(StrEnum):
+    """HL7 v3 ObservationInterpretation codes used for soft-range flags."""
+
+    LOW = "L"
+    HIGH = "H"
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredValue:
+    spec: ComponentSpec
+    value: float  # in spec.ucum
+    interpretation: Interpretation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A validated reading: known measure, UCUM units, timezone-aware times."""
+
+    subject: Identifier
+    device: DeviceInfo
+    measure: Measure
+    values: tuple[MeasuredValue, ...]  # in the order of measure.components
+    start: datetime  # aware, with the device's own UTC offset
+    end: datetime | None
+    vendor_record_id: str | None = None
+    vendor_time: datetime | None = None
+    offset_assumed: bool = False
+    declared_zone: str | None = None
+
+
+class RejectionCode(StrEnum):
+    """Stable codes of per-reading rejections; clients may branch on them."""
+
+    INVALID_READING = "invalid-reading"  # the item is not the documented shape
+    UNKNOWN_SUBJECT = "unknown-subject"
+    UNSUPPORTED_TYPE = "unsupported-type"
+    MISSING_COMPONENT = "missing-component"
+    UNKNOWN_COMPONENT = "unknown-component"
+    UNIT_NOT_CONVERTIBLE = "unit-not-convertible"
+    OUT_OF_RANGE = "out-of-range"
+    NOT_A_NUMBER = "not-a-number"
+    MISSING_OFFSET = "missing-offset"
+    FUTURE_TIMESTAMP = "future-timestamp"
+    INVALID_INTERVAL = "invalid-interval"
+    SYSTOLIC_NOT_ABOVE_DIASTOLIC = "systolic-not-above-diastolic"
+    WRONG_ZONE = "wrong-zone"
+    AMBIGUOUS_OWNER = "ambiguous-owner"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why one reading was not stored. `message` never contains identifiers or values."""
+
+    code: RejectionCode
+    message: str
+
+
+class Outcome(StrEnum):
+    CREATED = "created"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingOutcome:
+    index: int
+    outcome: Outcome
+    observation_id: str | None = None
+    rejection: Rejection | None = None
+
+
+# --- request context and stored rows ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IngestContext:
+    zone: str  # the zone of the vendor's API key
+    vendor: str  # the vendor's registered name (never from the payload)
+    source_format: str  # "native", "withings", ...
+    format_version: str
+    received_at: datetime  # aware UTC
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationRow:
+    """One FHIR Observation ready for the subject's zone database."""
+
+    id: str
+    dedup_key: str
+    subject: str  # zone pseudonym
+    device: str  # device pseudonym
+    code: str  # primary LOINC code
+    effective_start: datetime
+    effective_end: datetime | None
+    issued: datetime
+    source_format: str
+    resource: bytes  # FHIR JSON
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A rejected reading as kept for operators: codes and counts, no identifiers or values."""
+
+    request_id: str
+    vendor: str
+    source_format: str
+    item_index: int
+    code: RejectionCode
+    reason: str
+
+
+class Sex(StrEnum):
+    """FHIR administrative-gender."""
+
+    MALE = "male"
+    FEMALE = "female"
+    OTHER = "other"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    research: bool = False
+    cross_border: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    """What a clinic supplies to enrol a subject. Identity fields are encrypted at rest."""
+
+    zone: str
+    site: str
+    identifiers: tuple[Identifier, ...]
+    birth_date: date | None
+    sex: Sex
+    consent: Consent = field(default_factory=Consent)

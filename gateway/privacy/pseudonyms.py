@@ -1,0 +1,112 @@
+"""Keyed pseudonyms: HMAC-SHA256 (RFC 2104) over length-prefixed fields under a per-purpose key.
+
+Every value is `<prefix><key version>-<32 base32 chars>`: a valid FHIR id
+(`[A-Za-z0-9\\-\\.]{1,64}`, FHIR R4 §2.24.0.1 "id") that names the key version it was made with.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import UTC, datetime
+from typing import Final
+
+from gateway.models import Identifier
+from gateway.privacy._primitives import KeyedHash, encode_fields
+from gateway.privacy.keys import KeyPurpose, ZoneKeyRing
+
+# 160 bits: collisions stay negligible (birthday bound ~2^80) and the base32 text needs no
+# padding (RFC 4648 §6), 32 characters exactly.
+_DIGEST_BYTES: Final = 20
+_PSEUDONYM_PATTERN: Final = re.compile(r"[sdbo]([1-9][0-9]{0,8})-[a-z2-7]{32}")
+
+# Domain labels keep values of different functions apart even if a key were ever shared.
+_SUBJECT_LABEL: Final = "wearable-gateway/subject-pseudonym/1"
+_DEVICE_LABEL: Final = "wearable-gateway/device-pseudonym/1"
+_BLIND_INDEX_LABEL: Final = "wearable-gateway/blind-index/1"
+_DEDUP_LABEL: Final = "wearable-gateway/dedup/1"
+
+
+class _Signer:
+    __slots__ = ("_hash", "_prefix")
+
+    def __init__(self, prefix: str, keyring: ZoneKeyRing, purpose: KeyPurpose) -> None:
+        self._prefix = f"{prefix}{keyring.active_version(purpose)}-"
+        self._hash = KeyedHash(keyring.key(purpose))
+
+    def sign(self, *fields: str) -> str:
+        digest = self._hash.digest(encode_fields(*fields))[:_DIGEST_BYTES]
+        return self._prefix + base64.b32encode(digest).decode("ascii").lower()
+
+
+class Pseudonymiser:
+    """Deterministic pseudonyms for one zone, under the active version of each purpose's key:
+    the same key ring and inputs give the same values in every process and after restarts."""
+
+    __slots__ = ("_blind_index", "_dedup", "_device", "_subject", "_zone")
+
+    def __init__(self, keyring: ZoneKeyRing) -> None:
+        self._zone = keyring.zone
+        self._subject = _Signer("s", keyring, KeyPurpose.SUBJECT_PSEUDONYM)
+        self._device = _Signer("d", keyring, KeyPurpose.DEVICE_PSEUDONYM)
+        self._blind_index = _Signer("b", keyring, KeyPurpose.BLIND_INDEX)
+        self._dedup = _Signer("o", keyring, KeyPurpose.DEDUP)
+
+    @property
+    def zone(self) -> str:
+        return self._zone
+
+    def subject_pseudonym(self, zone: str, site: str, identifier: Identifier) -> str:
+        """The subject's pseudonym in `zone` (which must be this key ring's zone)."""
+        if zone != self._zone:
+            # A pseudonym for one zone made with another zone's key would break residency.
+            raise ValueError(f"this pseudonymiser serves zone {self._zone}, not {zone}")
+        return self._subject.sign(_SUBJECT_LABEL, zone, site, identifier.system, identifier.value)
+
+    def device_pseudonym(self, vendor: str, device_id: str) -> str:
+        return self._device.sign(_DEVICE_LABEL, self._zone, vendor, device_id)
+
+    def blind_index(self, identifier: Identifier) -> str:
+        """A lookup key for (system, value), used exactly as given, that reveals neither."""
+        return self._blind_index.sign(
+            _BLIND_INDEX_LABEL, self._zone, identifier.system, identifier.value
+        )
+
+    def dedup_key(
+        self,
+        *,
+        vendor: str,
+        device_id: str,
+        subject: str,
+        measure: str,
+        start: datetime,
+        end: datetime | None,
+    ) -> str:
+        """The idempotency key of a reading, also its Observation id. Times are compared as UTC
+        instants, so one reading sent with different UTC offsets gets one key."""
+        # "" cannot be confused with an instant: ISO 8601 text is never empty.
+        end_text = "" if end is None else _utc_instant(end)
+        return self._dedup.sign(
+            _DEDUP_LABEL,
+            self._zone,
+            vendor,
+            device_id,
+            subject,
+            measure,
+            _utc_instant(start),
+            end_text,
+        )
+
+
+def parse_version(pseudonym: str) -> int:
+    """The key version a value from `Pseudonymiser` was made with."""
+    match = _PSEUDONYM_PATTERN.fullmatch(pseudonym)
+    if match is None:
+        raise ValueError("not a gateway pseudonym")
+    return int(match.group(1))
+
+
+def _utc_instant(moment: datetime) -> str:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("reading times must be timezone-aware")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")

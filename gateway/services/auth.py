@@ -1,0 +1,64 @@
+"""API-key authentication for vendors and (until SMART tokens arrive) clinics. A key belongs to
+one zone; it is checked against that zone's credential table only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.errors import Forbidden, Unauthenticated
+from gateway.privacy import issue_api_key, parse_api_key, verify_secret
+from gateway.services.zones import ZoneDirectory
+from gateway.storage import CredentialKind
+
+# Compared against when the key id is unknown, so an unknown id costs the same as a wrong secret.
+_NO_SUCH_KEY = b"\x00" * 32
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    zone: str
+    kind: CredentialKind
+    owner: str  # vendor name, or the clinic's site id
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewCredential:
+    key_id: str
+    token: str  # shown once, never stored
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthenticated("missing Authorization: Bearer <API key>")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Authorization must be `Bearer <API key>`")
+    return token.strip()
+
+
+async def authenticate(
+    zones: ZoneDirectory, authorization: str | None, *, kind: CredentialKind
+) -> Principal:
+    parsed = parse_api_key(bearer_token(authorization))
+    zone = zones.require(parsed.zone)
+    stored = await zone.db.credentials.get(parsed.key_id)
+    valid = verify_secret(parsed.secret, stored.secret_hash if stored else _NO_SUCH_KEY)
+    if stored is None or not valid or stored.revoked_at is not None:
+        raise Unauthenticated("API key is not valid")
+    if stored.kind != kind:
+        raise Forbidden(f"a {stored.kind} API key cannot be used here")
+    return Principal(zone=zone.name, kind=stored.kind, owner=stored.owner, key_id=stored.key_id)
+
+
+async def add_credential(
+    zones: ZoneDirectory, *, zone: str, kind: CredentialKind, owner: str
+) -> NewCredential:
+    target = zones.require(zone)
+    issued = issue_api_key(target.name)
+    await target.db.credentials.add(issued.key_id, kind, owner, issued.secret_hash)
+    return NewCredential(key_id=issued.key_id, token=issued.token)
+
+
+async def revoke_credential(zones: ZoneDirectory, *, zone: str, key_id: str) -> bool:
+    return await zones.require(zone).db.credentials.revoke(key_id)

@@ -1,0 +1,131 @@
+"""The ingest use case (ARCHITECTURE §3), one step per block, top to bottom:
+
+    parsed items -> normalise -> residency -> resolve subject (blind index) -> FHIR Observation
+                 -> store (idempotent) -> per-reading outcomes (+ dead letters for rejections)
+
+Only the resolve and store steps do I/O, and only in the API key's zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from gateway.fhir import build_observation
+from gateway.measures.normalise import normalise
+from gateway.models import (
+    DeadLetter,
+    IngestContext,
+    ObservationRow,
+    Outcome,
+    ParsedItem,
+    ParseRejection,
+    Reading,
+    ReadingOutcome,
+    Rejection,
+    RejectionCode,
+)
+from gateway.residency import declared_zone_rejection, found_in_zone
+from gateway.services.zones import Zone, ZoneDirectory
+
+_UNKNOWN_SUBJECT = Rejection(
+    RejectionCode.UNKNOWN_SUBJECT,
+    "no subject with this identifier is enrolled in this zone; readings of subjects who are not "
+    "enrolled are not stored",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    outcomes: list[ReadingOutcome]
+    stored_rows: int
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for o in self.outcomes if o.outcome is outcome)
+
+
+async def ingest(
+    zones: ZoneDirectory,
+    ctx: IngestContext,
+    items: Sequence[ParsedItem],
+    *,
+    max_future_skew: timedelta,
+) -> IngestResult:
+    zone = zones.require(ctx.zone)
+    rejected: dict[int, Rejection] = {}
+
+    readings: dict[int, Reading] = {}
+    for index, item in enumerate(items):
+        if isinstance(item, ParseRejection):
+            rejected[index] = Rejection(item.code, item.message)
+            continue
+        result = normalise(item, now=ctx.received_at, max_future_skew=max_future_skew)
+        if isinstance(result, Rejection):
+            rejected[index] = result
+            continue
+        wrong_zone = declared_zone_rejection(
+            key_zone=zone.name, declared_zone=result.declared_zone, served=zones.keys()
+        )
+        if wrong_zone is not None:
+            rejected[index] = wrong_zone
+            continue
+        readings[index] = result
+
+    subjects = await _resolve_subjects(zone, readings)
+    for index in list(readings):
+        if index not in subjects:
+            rejected[index] = await _why_unresolved(zones, zone, readings.pop(index))
+
+    rows = {
+        index: _observation(zone, ctx, reading, subjects[index])
+        for index, reading in readings.items()
+    }
+    created = await zone.db.observations.insert_many(list(rows.values()))
+
+    await zone.db.dead_letters.add_many(
+        [
+            DeadLetter(ctx.request_id, ctx.vendor, ctx.source_format, index, r.code, r.message)
+            for index, r in sorted(rejected.items())
+        ]
+    )
+    stored = dict(zip(rows, created, strict=True))
+    outcomes = []
+    for index in range(len(items)):
+        if index in rejected:
+            outcomes.append(ReadingOutcome(index, Outcome.REJECTED, rejection=rejected[index]))
+        else:
+            outcome = Outcome.CREATED if stored[index] else Outcome.DUPLICATE
+            outcomes.append(ReadingOutcome(index, outcome, observation_id=rows[index].id))
+    return IngestResult(outcomes=outcomes, stored_rows=sum(created))
+
+
+async def _resolve_subjects(zone: Zone, readings: dict[int, Reading]) -> dict[int, str]:
+    blind = {index: zone.pseudonyms.blind_index(r.subject) for index, r in readings.items()}
+    found = await zone.db.subjects.resolve(list(blind.values()))
+    return {index: found[b] for index, b in blind.items() if b in found}
+
+
+async def _why_unresolved(zones: ZoneDirectory, zone: Zone, reading: Reading) -> Rejection:
+    # Not enrolled in the key's zone. If another zone this process serves has the subject, say
+    # which zone to use (never which subject); nothing is read from or written to that zone.
+    for other in zones.others(zone.name):
+        index = other.pseudonyms.blind_index(reading.subject)
+        if await other.db.subjects.resolve([index]):
+            return found_in_zone(other.name, zones.keys())
+    return _UNKNOWN_SUBJECT
+
+
+def _observation(zone: Zone, ctx: IngestContext, reading: Reading, subject: str) -> ObservationRow:
+    observation_id = zone.pseudonyms.dedup_key(
+        vendor=ctx.vendor,
+        device_id=reading.device.id,
+        subject=subject,
+        measure=reading.measure.name,
+        start=reading.start,
+        end=reading.end,
+    )
+    device = zone.pseudonyms.device_pseudonym(ctx.vendor, reading.device.id)
+    return build_observation(
+        reading, observation_id=observation_id, subject=subject, device=device, ctx=ctx
+    )

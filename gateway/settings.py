@@ -1,0 +1,150 @@
+"""Frozen settings from a TOML file and the environment (the environment wins).
+
+Secrets (database URLs carry passwords) may come from files: every `*_URL` setting also has a
+`*_URL_FILE` form, as container secret mounts provide them.
+
+    GATEWAY_CONFIG=/etc/wearable-gateway/gateway.toml
+    GATEWAY_ZONES=cn,eu
+    GATEWAY_ZONE_CN_DATABASE_URL=postgresql://...      (or GATEWAY_ZONE_CN_DATABASE_URL_FILE)
+    GATEWAY_ZONE_CN_KEY_FILE=/run/secrets/cn.keys.json
+    GATEWAY_HOST, GATEWAY_PORT, GATEWAY_MAX_BODY_BYTES, GATEWAY_MAX_READINGS,
+    GATEWAY_MAX_FUTURE_SKEW_SECONDS, GATEWAY_POOL_MAX_SIZE, GATEWAY_DB_TIMEOUT_SECONDS,
+    GATEWAY_LOG_LEVEL
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from gateway.errors import ConfigurationError
+
+# Zone names appear inside API keys (`wgk_<zone>_...`): letters and digits only.
+_ZONE_NAME = re.compile(r"^[a-z][a-z0-9]{0,15}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneSettings:
+    name: str
+    database_url: str
+    key_file: Path
+
+    def __repr__(self) -> str:
+        # The URL may carry a password: never show it.
+        return f"ZoneSettings(name={self.name!r}, key_file={str(self.key_file)!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    zones: Mapping[str, ZoneSettings]
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_readings: int = 10_000
+    max_future_skew_seconds: int = 300
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    db_timeout_seconds: float = 10.0
+    log_level: str = "INFO"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.zones:
+            raise ConfigurationError("no zone is configured (GATEWAY_ZONES)")
+        for name in self.zones:
+            if not _ZONE_NAME.match(name):
+                raise ConfigurationError(f"zone name {name!r} must match {_ZONE_NAME.pattern}")
+        object.__setattr__(self, "zones", MappingProxyType(dict(self.zones)))
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+_SCALARS: dict[str, type] = {
+    "host": str,
+    "port": int,
+    "max_body_bytes": int,
+    "max_readings": int,
+    "max_future_skew_seconds": int,
+    "pool_min_size": int,
+    "pool_max_size": int,
+    "db_timeout_seconds": float,
+    "log_level": str,
+}
+
+
+def _coerce(name: str, raw: object) -> object:
+    kind = _SCALARS[name]
+    try:
+        if kind is int:
+            return int(str(raw))
+        if kind is float:
+            return float(str(raw))
+        return str(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"setting {name} must be a {kind.__name__}") from exc
+
+
+def _secret(environ: Mapping[str, str], name: str, table_value: object, table_file: object) -> str:
+    if environ.get(name):
+        return environ[name]
+    file_path = environ.get(f"{name}_FILE") or table_file
+    if file_path:
+        try:
+            return Path(str(file_path)).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read {name}_FILE ({exc.strerror})") from exc
+    if table_value:
+        return str(table_value)
+    raise ConfigurationError(f"{name} (or {name}_FILE) is not set")
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, config_path: Path | None = None
+) -> Settings:
+    env = os.environ if environ is None else environ
+    path = config_path or (Path(env["GATEWAY_CONFIG"]) if env.get("GATEWAY_CONFIG") else None)
+    table: dict[str, Any] = {}
+    if path is not None:
+        try:
+            table = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read settings file {path} ({exc.strerror})") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"settings file {path} is not valid TOML: {exc}") from exc
+
+    server: dict[str, Any] = dict(table.get("server", {}))
+    scalars: dict[str, object] = {}
+    for name in _SCALARS:
+        env_name = f"GATEWAY_{name.upper()}"
+        if env.get(env_name):
+            scalars[name] = _coerce(name, env[env_name])
+        elif name in server:
+            scalars[name] = _coerce(name, server[name])
+
+    zone_tables: dict[str, Any] = dict(table.get("zones", {}))
+    names_raw = env.get("GATEWAY_ZONES")
+    names = (
+        [n.strip() for n in names_raw.split(",") if n.strip()] if names_raw else list(zone_tables)
+    )
+    zones: dict[str, ZoneSettings] = {}
+    for name in names:
+        zone_table = zone_tables.get(name, {})
+        prefix = f"GATEWAY_ZONE_{name.upper()}_"
+        url = _secret(
+            env,
+            prefix + "DATABASE_URL",
+            zone_table.get("database_url"),
+            zone_table.get("database_url_file"),
+        )
+        key_file = env.get(prefix + "KEY_FILE") or zone_table.get("key_file")
+        if not key_file:
+            raise ConfigurationError(f"{prefix}KEY_FILE is not set")
+        zones[name] = ZoneSettings(name=name, database_url=url, key_file=Path(key_file))
+    return Settings(zones=zones, **scalars)  # type: ignore[arg-type]  # coerced per field above

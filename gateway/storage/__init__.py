@@ -1,0 +1,26 @@
+"""The only package that talks to PostgreSQL (asyncpg). Every query is here."""
+
+from gateway.storage.credentials import CredentialKind, StoredCredential
+from gateway.storage.database import (
+    UNAVAILABLE_ERRORS,
+    PoolUsage,
+    ZoneDatabase,
+    dsn_with_database,
+    ensure_database,
+    migrate_database,
+)
+from gateway.storage.schema import LATEST_VERSION
+from gateway.storage.subjects import StoredSubject
+
+__all__ = [
+    "LATEST_VERSION",
+    "UNAVAILABLE_ERRORS",
+    "CredentialKind",
+    "PoolUsage",
+    "StoredCredential",
+    "StoredSubject",
+    "ZoneDatabase",
+    "dsn_with_database",
+    "ensure_database",
+    "migrate_database",
+]

@@ -1,0 +1,145 @@
+"""One zone's PostgreSQL database: its connection pool and the stores that use it. Nothing of one
+zone is ever written through another zone's `ZoneDatabase` (ARCHITECTURE §2)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from gateway.errors import ZoneUnavailable
+from gateway.storage import schema
+from gateway.storage.credentials import CredentialStore
+from gateway.storage.dead_letters import DeadLetterStore
+from gateway.storage.observations import ObservationStore
+from gateway.storage.subjects import SubjectStore
+
+# Connection-level failures that mean "the zone's database is not answering", as opposed to a
+# query that PostgreSQL itself refused.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+
+
+_DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolUsage:
+    size: int
+    idle: int
+    max_size: int
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb travels as bytes both ways: the binary jsonb format is a version byte (1) followed
+    # by the JSON text, so orjson's output is sent without a decode/encode round trip.
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=lambda value: b"\x01" + value,
+        decoder=lambda data: data[1:],
+        format="binary",
+    )
+
+
+class ZoneDatabase:
+    def __init__(self, zone: str, pool: asyncpg.Pool, max_size: int) -> None:
+        self.zone = zone
+        self._pool = pool
+        self._max_size = max_size
+        self.subjects = SubjectStore(pool)
+        self.observations = ObservationStore(pool)
+        self.credentials = CredentialStore(pool)
+        self.dead_letters = DeadLetterStore(pool)
+
+    @classmethod
+    async def connect(
+        cls,
+        zone: str,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        command_timeout: float = 10.0,
+        check_schema: bool = True,
+    ) -> ZoneDatabase:
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                command_timeout=command_timeout,
+                init=_init_connection,
+                # Each zone's sessions identify themselves in pg_stat_activity.
+                server_settings={"application_name": f"wearable-gateway/{zone}"},
+            )
+        except UNAVAILABLE_ERRORS as exc:
+            raise ZoneUnavailable(f"zone {zone}: database did not answer") from exc
+        database = cls(zone, pool, max_size)
+        if check_schema:
+            try:
+                async with pool.acquire() as conn:
+                    await schema.check_version(conn, zone)
+            except BaseException:
+                await pool.close()
+                raise
+        return database
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def ping(self, limit_seconds: float = 2.0) -> bool:
+        try:
+            async with asyncio.timeout(limit_seconds):
+                await self._pool.fetchval("SELECT 1")
+        except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError):
+            # Any failure of a trivial query (refused, shutting down, gone) means not ready.
+            return False
+        return True
+
+    def usage(self) -> PoolUsage:
+        return PoolUsage(
+            size=self._pool.get_size(), idle=self._pool.get_idle_size(), max_size=self._max_size
+        )
+
+
+def dsn_with_database(dsn: str, database: str) -> str:
+    """The same server URL (host, socket, options) with another database name."""
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+async def ensure_database(server_dsn: str, database: str) -> str:
+    """Create `database` on the server if it does not exist; returns its URL."""
+    if not _DATABASE_NAME.match(database):
+        raise ValueError("database names are lower-case letters, digits and underscores")
+    async with admin_connection(server_dsn) as conn:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{database}"')
+    return dsn_with_database(server_dsn, database)
+
+
+@asynccontextmanager
+async def admin_connection(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def migrate_database(dsn: str) -> list[schema.Migration]:
+    async with admin_connection(dsn) as conn:
+        return await schema.migrate(conn)

@@ -1,0 +1,107 @@
+"""Numbered, forward-only SQL migrations (`migrations/NNNN_name.sql`), recorded in
+`schema_migrations`. The gateway refuses to serve a database whose version is not the one it was
+built for."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import asyncpg
+
+from gateway.errors import SchemaVersionMismatch
+
+_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# Serialises concurrent `migrate` runs against one database (an arbitrary, fixed lock id).
+_MIGRATION_LOCK_ID = 0x5747_0001
+# A migration waiting on a lock held by live traffic must give up rather than stall the zone.
+_LOCK_TIMEOUT = "5s"
+_STATEMENT_TIMEOUT = "15min"
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def available_migrations() -> tuple[Migration, ...]:
+    folder = resources.files("gateway.storage").joinpath("migrations")
+    found = []
+    for entry in folder.iterdir():
+        match = _FILE_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise SchemaVersionMismatch("migration files are not numbered 1..N without gaps")
+    return tuple(found)
+
+
+LATEST_VERSION = available_migrations()[-1].version
+
+
+async def _ensure_table(conn: asyncpg.Connection) -> None:
+    await conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS schema_migrations (
+            version    integer PRIMARY KEY,
+            name       text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )
+        """
+    )
+
+
+async def current_version(conn: asyncpg.Connection) -> int:
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not exists:
+        return 0
+    version = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
+    return int(version)
+
+
+async def migrate(conn: asyncpg.Connection) -> list[Migration]:
+    """Apply every pending migration, each in its own transaction. Returns those applied."""
+    applied: list[Migration] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
+    try:
+        await _ensure_table(conn)
+        done = await current_version(conn)
+        if done > LATEST_VERSION:
+            raise SchemaVersionMismatch(
+                f"database schema is at version {done}, newer than this gateway ({LATEST_VERSION})"
+            )
+        for migration in available_migrations():
+            if migration.version <= done:
+                continue
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
+                await conn.execute(f"SET LOCAL statement_timeout = '{_STATEMENT_TIMEOUT}'")
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    migration.version,
+                    migration.name,
+                )
+            applied.append(migration)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_ID)
+    return applied
+
+
+async def check_version(conn: asyncpg.Connection, zone: str) -> None:
+    version = await current_version(conn)
+    if version < LATEST_VERSION:
+        raise SchemaVersionMismatch(
+            f"zone {zone}: database schema is at version {version}, this gateway needs "
+            f"{LATEST_VERSION}; run `wearable-gateway migrate`"
+        )
+    if version > LATEST_VERSION:
+        raise SchemaVersionMismatch(
+            f"zone {zone}: database schema is at version {version}, newer than this gateway "
+            f"({LATEST_VERSION}); upgrade the gateway"
+        )

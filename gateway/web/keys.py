@@ -1,0 +1,17 @@
+"""Typed application state (aiohttp AppKeys); set by `gateway.app.create_app` only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from gateway.adapters.base import Adapter
+from gateway.metrics import GatewayMetrics
+from gateway.services.zones import ZoneDirectory
+from gateway.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", GatewayMetrics)
+ZONES = web.AppKey("zones", ZoneDirectory)
+ADAPTERS: web.AppKey[Mapping[str, Adapter]] = web.AppKey("adapters")

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.errors import GatewayError
+
+
+def json_response(body: Any, *, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def error_response(error: GatewayError, request_id: str) -> web.Response:
+    return json_response(
+        {"error": {"code": error.code, "message": error.message}, "request_id": request_id},
+        status=error.status,
+    )
