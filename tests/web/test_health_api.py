@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import asyncpg
 
 from tests.conftest import Gateway
@@ -22,7 +24,7 @@ async def test_readyz_is_ready_when_every_zone_answers(gateway: Gateway) -> None
 async def test_readyz_names_the_zone_whose_database_is_gone(
     gateway: Gateway, zone_dsns: dict[str, str], pg_server_dsn: str
 ) -> None:
-    name = zone_dsns["eu"].rsplit("/", 1)[1].split("?")[0]
+    name = urlsplit(zone_dsns["eu"]).path.lstrip("/")
     admin = await asyncpg.connect(pg_server_dsn)
     try:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
