@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 
-from gateway.adapters import native_adapter
+from gateway.adapters import build_adapters
 from gateway.errors import ConfigurationError
 from gateway.logs import event
 from gateway.metrics import GatewayMetrics
@@ -23,10 +23,12 @@ log = logging.getLogger("gateway.app")
 
 
 def load_keyrings(settings: Settings) -> dict[str, ZoneKeyRing]:
-    return {
-        name: ZoneKeyRing.load(zone.key_file, expected_zone=name)
-        for name, zone in settings.zones.items()
-    }
+    rings = {}
+    for name, zone in settings.zones.items():
+        if zone.key_file is None:
+            raise ConfigurationError(f"zone {name}: no key file is configured")
+        rings[name] = ZoneKeyRing.load(zone.key_file, expected_zone=name)
+    return rings
 
 
 async def open_zones(settings: Settings, keyrings: Mapping[str, ZoneKeyRing]) -> ZoneDirectory:
@@ -61,7 +63,7 @@ def create_app(
     app[SETTINGS] = settings
     metrics = GatewayMetrics()
     app[METRICS] = metrics
-    app[ADAPTERS] = {"native": native_adapter(max_readings=settings.max_readings)}
+    app[ADAPTERS] = build_adapters(max_readings=settings.max_readings)
 
     async def zones_ctx(app: web.Application) -> AsyncIterator[None]:
         zones = await open_zones(settings, rings)

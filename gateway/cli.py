@@ -29,7 +29,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     web.run_app(
         create_app(settings),
         host=args.host or settings.host,
-        port=args.port or settings.port,
+        port=settings.port if args.port is None else args.port,
         access_log=None,
         print=None,
         shutdown_timeout=args.grace,
@@ -38,7 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = load_settings(config_path=args.config, require_keys=False)
     names = [args.zone] if args.zone else list(settings.zones)
 
     async def run() -> None:

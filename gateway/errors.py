@@ -12,9 +12,10 @@ nobody parses messages. Messages never carry identifiers, measured values or key
     ├── PayloadTooLarge            413  payload-too-large
     ├── UnsupportedMediaType       415  unsupported-media-type
     ├── ZoneNotServed              421  zone-not-served
-    ├── ZoneUnavailable            503  zone-unavailable
-    └── ConfigurationError         500  configuration (start-up only)
-        └── SchemaVersionMismatch  500  schema-version
+    ├── ZoneUnavailable            503  zone-unavailable (with Retry-After)
+    ├── ConfigurationError         500  configuration (start-up only)
+    │   └── SchemaVersionMismatch  500  schema-version
+    └── IdentityUnreadable         500  identity-unreadable (gateway.privacy.envelope)
 """
 
 from __future__ import annotations

@@ -113,6 +113,9 @@ class CandidateReading:
     vendor_time: datetime | None = None  # when the vendor's server recorded it, if given
     offset_assumed: bool = False  # the format defines "no offset" as UTC and none was given
     declared_zone: str | None = None  # the home zone the sender says the subject has
+    # An aggregate over [start, end] rather than a raw reading, e.g. "average", "maximum"
+    # (Open mHealth descriptive_statistic); mapped to an Observation with effectivePeriod.
+    statistic: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +160,7 @@ class Reading:
     vendor_time: datetime | None = None
     offset_assumed: bool = False
     declared_zone: str | None = None
+    statistic: str | None = None
 
 
 class RejectionCode(StrEnum):

@@ -8,8 +8,10 @@ Secrets (database URLs carry passwords) may come from files: every `*_URL` setti
     GATEWAY_ZONE_CN_DATABASE_URL=postgresql://...      (or GATEWAY_ZONE_CN_DATABASE_URL_FILE)
     GATEWAY_ZONE_CN_KEY_FILE=/run/secrets/cn.keys.json
     GATEWAY_HOST, GATEWAY_PORT, GATEWAY_MAX_BODY_BYTES, GATEWAY_MAX_READINGS,
-    GATEWAY_MAX_FUTURE_SKEW_SECONDS, GATEWAY_POOL_MAX_SIZE, GATEWAY_DB_TIMEOUT_SECONDS,
-    GATEWAY_LOG_LEVEL
+    GATEWAY_MAX_FUTURE_SKEW_SECONDS, GATEWAY_POOL_MIN_SIZE, GATEWAY_POOL_MAX_SIZE,
+    GATEWAY_DB_TIMEOUT_SECONDS, GATEWAY_LOG_LEVEL
+
+Unknown keys in the file are refused: a misspelt setting must not silently keep its default.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -27,13 +29,15 @@ from gateway.errors import ConfigurationError
 
 # Zone names appear inside API keys (`wgk_<zone>_...`): letters and digits only.
 _ZONE_NAME = re.compile(r"^[a-z][a-z0-9]{0,15}$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_ZONE_KEYS = frozenset({"database_url", "database_url_file", "key_file"})
 
 
 @dataclass(frozen=True, slots=True)
 class ZoneSettings:
     name: str
     database_url: str
-    key_file: Path
+    key_file: Path | None  # None only for commands that need no keys (`migrate`)
 
     def __repr__(self) -> str:
         # The URL may carry a password: never show it.
@@ -52,7 +56,6 @@ class Settings:
     pool_max_size: int = 10
     db_timeout_seconds: float = 10.0
     log_level: str = "INFO"
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.zones:
@@ -60,6 +63,19 @@ class Settings:
         for name in self.zones:
             if not _ZONE_NAME.match(name):
                 raise ConfigurationError(f"zone name {name!r} must match {_ZONE_NAME.pattern}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigurationError("port must be between 0 and 65535")
+        for name in ("max_body_bytes", "max_readings", "pool_max_size"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"{name} must be at least 1")
+        if not 0 <= self.pool_min_size <= self.pool_max_size:
+            raise ConfigurationError("pool_min_size must be between 0 and pool_max_size")
+        if self.max_future_skew_seconds < 0 or self.db_timeout_seconds <= 0:
+            raise ConfigurationError(
+                "max_future_skew_seconds and db_timeout_seconds must be positive"
+            )
+        if self.log_level.upper() not in _LOG_LEVELS:
+            raise ConfigurationError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
         object.__setattr__(self, "zones", MappingProxyType(dict(self.zones)))
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -105,8 +121,17 @@ def _secret(environ: Mapping[str, str], name: str, table_value: object, table_fi
     raise ConfigurationError(f"{name} (or {name}_FILE) is not set")
 
 
+def _refuse_unknown(table: Mapping[str, Any], known: frozenset[str], where: str) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigurationError(f"unknown setting(s) in {where}: {', '.join(unknown)}")
+
+
 def load_settings(
-    environ: Mapping[str, str] | None = None, config_path: Path | None = None
+    environ: Mapping[str, str] | None = None,
+    config_path: Path | None = None,
+    *,
+    require_keys: bool = True,
 ) -> Settings:
     env = os.environ if environ is None else environ
     path = config_path or (Path(env["GATEWAY_CONFIG"]) if env.get("GATEWAY_CONFIG") else None)
@@ -119,7 +144,9 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigurationError(f"settings file {path} is not valid TOML: {exc}") from exc
 
+    _refuse_unknown(table, frozenset({"server", "zones"}), "the settings file")
     server: dict[str, Any] = dict(table.get("server", {}))
+    _refuse_unknown(server, frozenset(_SCALARS), "[server]")
     scalars: dict[str, object] = {}
     for name in _SCALARS:
         env_name = f"GATEWAY_{name.upper()}"
@@ -136,6 +163,7 @@ def load_settings(
     zones: dict[str, ZoneSettings] = {}
     for name in names:
         zone_table = zone_tables.get(name, {})
+        _refuse_unknown(zone_table, _ZONE_KEYS, f"[zones.{name}]")
         prefix = f"GATEWAY_ZONE_{name.upper()}_"
         url = _secret(
             env,
@@ -144,7 +172,9 @@ def load_settings(
             zone_table.get("database_url_file"),
         )
         key_file = env.get(prefix + "KEY_FILE") or zone_table.get("key_file")
-        if not key_file:
+        if not key_file and require_keys:
             raise ConfigurationError(f"{prefix}KEY_FILE is not set")
-        zones[name] = ZoneSettings(name=name, database_url=url, key_file=Path(key_file))
+        zones[name] = ZoneSettings(
+            name=name, database_url=url, key_file=Path(key_file) if key_file else None
+        )
     return Settings(zones=zones, **scalars)  # type: ignore[arg-type]  # coerced per field above

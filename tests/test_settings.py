@@ -77,3 +77,33 @@ def test_incomplete_settings_are_refused_with_a_clear_message(
 ) -> None:
     with pytest.raises(ConfigurationError, match=message):
         load_settings(environ)
+
+
+def test_a_misspelt_setting_in_the_file_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text("[server]\nprot = 8000\n")
+    with pytest.raises(ConfigurationError, match="prot"):
+        load_settings({}, config_path=config)
+
+
+def test_migrate_needs_no_key_file() -> None:
+    settings = load_settings(
+        {"GATEWAY_ZONES": "cn", "GATEWAY_ZONE_CN_DATABASE_URL": "postgresql://db/x"},
+        require_keys=False,
+    )
+    assert settings.zones["cn"].key_file is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("GATEWAY_POOL_MIN_SIZE", "50"), ("GATEWAY_LOG_LEVEL", "chatty"), ("GATEWAY_PORT", "70000")],
+)
+def test_out_of_range_values_are_refused(name: str, value: str) -> None:
+    environ = {
+        "GATEWAY_ZONES": "cn",
+        "GATEWAY_ZONE_CN_DATABASE_URL": "x",
+        "GATEWAY_ZONE_CN_KEY_FILE": "k",
+        name: value,
+    }
+    with pytest.raises(ConfigurationError):
+        load_settings(environ)

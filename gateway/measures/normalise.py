@@ -68,6 +68,7 @@ def normalise(
         vendor_time=candidate.vendor_time,
         offset_assumed=candidate.offset_assumed,
         declared_zone=candidate.declared_zone,
+        statistic=candidate.statistic,
     )
 
 

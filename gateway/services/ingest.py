@@ -28,6 +28,7 @@ from gateway.models import (
 )
 from gateway.residency import declared_zone_rejection, found_in_zone
 from gateway.services.zones import Zone, ZoneDirectory
+from gateway.storage import is_unavailable
 
 _UNKNOWN_SUBJECT = Rejection(
     RejectionCode.UNKNOWN_SUBJECT,
@@ -109,9 +110,16 @@ async def _resolve_subjects(zone: Zone, readings: dict[int, Reading]) -> dict[in
 async def _why_unresolved(zones: ZoneDirectory, zone: Zone, reading: Reading) -> Rejection:
     # Not enrolled in the key's zone. If another zone this process serves has the subject, say
     # which zone to use (never which subject); nothing is read from or written to that zone.
+    # The hint is best-effort: another zone's outage must not fail this zone's requests.
     for other in zones.others(zone.name):
         index = other.pseudonyms.blind_index(reading.subject)
-        if await other.db.subjects.resolve([index]):
+        try:
+            found = await other.db.subjects.resolve([index])
+        except Exception as exc:
+            if is_unavailable(exc):
+                continue
+            raise
+        if found:
             return found_in_zone(other.name, zones.keys())
     return _UNKNOWN_SUBJECT
 

@@ -7,6 +7,7 @@ from gateway.storage.database import (
     ZoneDatabase,
     dsn_with_database,
     ensure_database,
+    is_unavailable,
     migrate_database,
 )
 from gateway.storage.schema import LATEST_VERSION
@@ -22,5 +23,6 @@ __all__ = [
     "ZoneDatabase",
     "dsn_with_database",
     "ensure_database",
+    "is_unavailable",
     "migrate_database",
 ]

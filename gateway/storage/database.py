@@ -28,10 +28,32 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    # Raised when the server killed a pooled connection while the pool still held it
+    # ("cannot switch to state …"): the connection is gone, not the statement wrong.
+    asyncpg.InternalClientError,
 )
 
 
 _DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+# SQLSTATEs that mean the server will not serve this database now (PostgreSQL appendix A):
+# class 08 connection exception, 53 insufficient resources (e.g. too many connections),
+# 57P operator intervention (shutdown, crash, database dropped), 3D000 database does not exist,
+# 55000 database not accepting connections.
+_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")
+_UNAVAILABLE_SQLSTATES = frozenset({"3D000", "55000"})
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the zone's database is not answering (retry later), as opposed to a
+    statement that PostgreSQL refused (a bug or bad data)."""
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        return state in _UNAVAILABLE_SQLSTATES or state.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +125,10 @@ class ZoneDatabase:
         try:
             async with asyncio.timeout(limit_seconds):
                 await self._pool.fetchval("SELECT 1")
-        except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError):
-            # Any failure of a trivial query (refused, shutting down, gone) means not ready.
-            return False
+        except Exception as exc:
+            if is_unavailable(exc):
+                return False
+            raise
         return True
 
     def usage(self) -> PoolUsage:

@@ -11,8 +11,9 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.errors import GatewayError, PayloadTooLarge
+from gateway.errors import GatewayError, PayloadTooLarge, ZoneUnavailable
 from gateway.logs import event
+from gateway.storage import is_unavailable
 from gateway.web.keys import METRICS
 from gateway.web.responses import error_response, json_response
 
@@ -75,7 +76,21 @@ async def _render_errors(request: web.Request, handler: Handler) -> web.StreamRe
                 status=exc.status,
             )
         raise
-    except Exception:
+    except Exception as exc:
+        if is_unavailable(exc):
+            # The zone's database stopped answering mid-request: nothing was acknowledged, and
+            # the client may retry (idempotent ingest makes the retry safe).
+            event(
+                log,
+                "zone.unavailable",
+                logging.WARNING,
+                request_id=request[REQUEST_ID],
+                exc_info=True,
+            )
+            return error_response(
+                ZoneUnavailable("the zone's database is not answering; retry later"),
+                request[REQUEST_ID],
+            )
         event(
             log,
             "http.unhandled_error",

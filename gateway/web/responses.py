@@ -12,8 +12,14 @@ def json_response(body: Any, *, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
+RETRY_AFTER_SECONDS = 5
+
+
 def error_response(error: GatewayError, request_id: str) -> web.Response:
-    return json_response(
+    response = json_response(
         {"error": {"code": error.code, "message": error.message}, "request_id": request_id},
         status=error.status,
     )
+    if error.status == 503:
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response

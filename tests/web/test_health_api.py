@@ -49,3 +49,28 @@ async def test_metrics_count_readings_by_format_zone_and_outcome(gateway: Gatewa
     assert "gateway_http_request_duration_seconds_bucket" in text
     assert 'gateway_db_pool_connections{state="max",zone="eu"}' in text
     assert "gateway_storage_batch_rows" in text
+
+
+async def test_a_zone_database_lost_mid_service_gives_503_with_retry_after(
+    gateway: Gateway, zone_dsns: dict[str, str], pg_server_dsn: str
+) -> None:
+    await gateway.enrol("eu", "EU-1")
+    name = urlsplit(zone_dsns["eu"]).path.lstrip("/")
+    admin = await asyncpg.connect(pg_server_dsn)
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
+        response = await gateway.client.post(
+            "/v1/ingest/native",
+            json={"readings": [reading("EU-1", system="urn:oid:1.3.6.1.4.1.99999.1")]},
+            headers=gateway.auth(gateway.vendor["eu"]),
+        )
+        assert response.status == 503
+        assert response.headers["Retry-After"]
+        assert (await response.json())["error"]["code"] == "zone-unavailable"
+        status, _ = await gateway.ingest("cn", [reading("NOBODY")])
+        assert status == 422, "the other zone keeps working"
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
