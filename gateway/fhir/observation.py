@@ -27,6 +27,12 @@ OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-catego
 OBSERVATION_INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 IDENTIFIER_SYSTEM = "urn:wearable-gateway:observation"
 OFFSET_ASSUMED_URL = "urn:wearable-gateway:extension:offset-assumed"
+# The statistic an aggregate reading carries (e.g. "average", "maximum" over effectivePeriod).
+# R4 Observation has no element for it (http://hl7.org/fhir/R4/observation.html; the
+# observation-statistics codes belong to the Observation/$stats operation), so the code rides in
+# an extension, as the offset flag does. The code is the sender's statistic name, e.g. Open mHealth
+# descriptive_statistic.
+STATISTIC_URL = "urn:wearable-gateway:extension:statistic"
 
 # http://hl7.org/fhir/R4/observation-category (CodeSystem observation-category, displays).
 _CATEGORY_DISPLAY: Mapping[str, str] = MappingProxyType(
@@ -84,8 +90,9 @@ def build_observation(
         "id": observation_id,
         "meta": meta,
     }
-    if reading.offset_assumed:
-        resource["extension"] = [{"url": OFFSET_ASSUMED_URL, "valueBoolean": True}]
+    extensions = _extensions(reading)
+    if extensions:
+        resource["extension"] = extensions
     resource |= {
         "identifier": [{"system": IDENTIFIER_SYSTEM, "value": observation_id}],
         "status": "final",
@@ -123,6 +130,15 @@ def build_observation(
         source_format=ctx.source_format,
         resource=orjson.dumps(resource),
     )
+
+
+def _extensions(reading: Reading) -> list[dict[str, object]]:
+    extensions: list[dict[str, object]] = []
+    if reading.offset_assumed:
+        extensions.append({"url": OFFSET_ASSUMED_URL, "valueBoolean": True})
+    if reading.statistic is not None:
+        extensions.append({"url": STATISTIC_URL, "valueCode": reading.statistic})
+    return extensions
 
 
 def _category(code: str) -> dict[str, object]:

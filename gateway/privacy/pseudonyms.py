@@ -81,21 +81,18 @@ class Pseudonymiser:
         measure: str,
         start: datetime,
         end: datetime | None,
+        statistic: str | None = None,
     ) -> str:
         """The idempotency key of a reading, also its Observation id. Times are compared as UTC
-        instants, so one reading sent with different UTC offsets gets one key."""
+        instants, so one reading sent with different UTC offsets gets one key. Aggregates (a
+        minimum and a maximum over one period) differ by their statistic."""
         # "" cannot be confused with an instant: ISO 8601 text is never empty.
         end_text = "" if end is None else _utc_instant(end)
-        return self._dedup.sign(
-            _DEDUP_LABEL,
-            self._zone,
-            vendor,
-            device_id,
-            subject,
-            measure,
-            _utc_instant(start),
-            end_text,
-        )
+        fields = [vendor, device_id, subject, measure, _utc_instant(start), end_text]
+        if statistic is not None:
+            # Appended only when present, so keys of raw readings stay what they always were.
+            fields.append(statistic)
+        return self._dedup.sign(_DEDUP_LABEL, self._zone, *fields)
 
 
 def parse_version(pseudonym: str) -> int:

@@ -132,6 +132,7 @@ def _observation(zone: Zone, ctx: IngestContext, reading: Reading, subject: str)
         measure=reading.measure.name,
         start=reading.start,
         end=reading.end,
+        statistic=reading.statistic,
     )
     device = zone.pseudonyms.device_pseudonym(ctx.vendor, reading.device.id)
     return build_observation(

@@ -251,3 +251,22 @@ def test_rotated_key_gives_values_carrying_the_new_version() -> None:
 def test_parse_version_refuses_values_it_did_not_make(value: str) -> None:
     with pytest.raises(ValueError, match="not a gateway pseudonym"):
         parse_version(value)
+
+
+def test_aggregates_over_one_period_differ_by_statistic_and_raw_keys_do_not_change() -> None:
+    ring = ZoneKeyRing.generate("cn")
+    pseudonyms = Pseudonymiser(ring)
+    start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    common = {
+        "vendor": "v",
+        "device_id": "d",
+        "subject": "s1-x",
+        "measure": "heart-rate",
+        "start": start,
+        "end": end,
+    }
+    minimum = pseudonyms.dedup_key(**common, statistic="minimum")
+    maximum = pseudonyms.dedup_key(**common, statistic="maximum")
+    assert minimum != maximum
+    assert pseudonyms.dedup_key(**common) == pseudonyms.dedup_key(**common, statistic=None)
+    assert pseudonyms.dedup_key(**common) not in (minimum, maximum)

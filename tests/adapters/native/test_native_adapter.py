@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.adapters import ADAPTERS, Adapter, TooManyReadings, adapter_for, native_adapter
+from gateway.adapters import Adapter, TooManyReadings, build_adapters
 from gateway.adapters.native import NativeAdapter
 from gateway.errors import BadRequest, InvalidJSON, UnsupportedMediaType
 from gateway.measures import MEASURES, normalise
@@ -110,14 +110,10 @@ def test_the_native_adapter_describes_itself() -> None:
     assert adapter.media_types == frozenset({JSON, NDJSON})
 
 
-def test_the_registry_finds_the_native_adapter_and_nothing_else() -> None:
-    assert isinstance(adapter_for("native"), NativeAdapter)
-    assert adapter_for("withings") is None
-    assert set(ADAPTERS) == {"native"}
-    assert native_adapter(max_readings=5).max_readings == 5
-
-
-# --- accepted shapes ----------------------------------------------------------------------------
+def test_every_registered_format_is_reachable_by_its_own_name() -> None:
+    adapters = build_adapters(max_readings=5)
+    assert isinstance(adapters["native"], NativeAdapter)
+    assert {name: adapter.name for name, adapter in adapters.items()} == {n: n for n in adapters}
 
 
 def test_a_single_reading_becomes_one_candidate() -> None:

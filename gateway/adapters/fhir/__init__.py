@@ -1,0 +1,7 @@
+"""FHIR R4 Observations from personal-health gateways (HL7 PHD IG), Bundles and NDJSON."""
+
+from __future__ import annotations
+
+from gateway.adapters.fhir.parse import FhirAdapter
+
+__all__ = ["FhirAdapter"]
