@@ -1,9 +1,11 @@
-"""`wearable-gateway` commands: serve, migrate, keys, vendors, clinics, credentials, demo."""
+"""`wearable-gateway` commands: serve, migrate, keys, vendors, clinics, clients, credentials,
+demo."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +17,7 @@ from gateway.errors import GatewayError
 from gateway.logs import configure_logging
 from gateway.privacy import ZoneKeyRing
 from gateway.services.auth import add_credential, revoke_credential
+from gateway.services.smart import ROLES, register_client, revoke_client
 from gateway.settings import Settings, load_settings
 from gateway.storage import migrate_database
 
@@ -86,6 +89,52 @@ def _credential_command(kind: str) -> object:
     return command
 
 
+def cmd_clients_add(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        jwks = json.loads(args.jwks.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise GatewayError(f"cannot read a JWKS (JSON) from {args.jwks}") from exc
+
+    async def run() -> int:
+        zones = await open_zones(settings, load_keyrings(settings))
+        try:
+            client_id = await register_client(
+                zones,
+                zone=args.zone,
+                site=args.site,
+                role=args.role,
+                jwks=jwks,
+                scopes=args.scopes.split(),
+            )
+        finally:
+            for zone in zones.values():
+                await zone.db.close()
+        print(f"SMART backend client for {args.site} ({args.role}) in zone {args.zone}.")
+        print("Its client_id (the iss and sub of its assertions; not a secret):")
+        print(client_id)
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_clients_revoke(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def run() -> int:
+        zones = await open_zones(settings, load_keyrings(settings))
+        try:
+            revoked = await revoke_client(zones, zone=args.zone, client_id=args.client_id)
+        finally:
+            for zone in zones.values():
+                await zone.db.close()
+        outcome = "revoked, with its access tokens" if revoked else "not found or already revoked"
+        print(f"client {args.client_id}: {outcome}")
+        return 0 if revoked else 1
+
+    return asyncio.run(run())
+
+
 def cmd_credentials_revoke(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
@@ -147,6 +196,25 @@ def build_parser() -> argparse.ArgumentParser:
     clinic_add.add_argument("--zone", required=True)
     clinic_add.add_argument("--site", required=True, help="the site id, e.g. hainan-general")
     clinic_add.set_defaults(func=_credential_command("clinic"))
+
+    clients = sub.add_parser(
+        "clients", help="SMART Backend Services clients (clinics, research teams)"
+    ).add_subparsers(dest="clients", required=True)
+    client_add = clients.add_parser("add", help="register a client's public keys and scopes")
+    client_add.add_argument("--zone", required=True)
+    client_add.add_argument("--site", required=True, help="the site id, e.g. hainan-general")
+    client_add.add_argument("--role", required=True, choices=ROLES)
+    client_add.add_argument(
+        "--jwks", required=True, type=Path, help="JSON file of the client's public keys (JWKS)"
+    )
+    client_add.add_argument(
+        "--scopes", required=True, help='space-separated, e.g. "system/Observation.rs"'
+    )
+    client_add.set_defaults(func=cmd_clients_add)
+    client_revoke = clients.add_parser("revoke", help="revoke a client and its access tokens")
+    client_revoke.add_argument("--zone", required=True)
+    client_revoke.add_argument("--client-id", required=True)
+    client_revoke.set_defaults(func=cmd_clients_revoke)
 
     creds = sub.add_parser("credentials", help="API keys").add_subparsers(
         dest="credentials", required=True

@@ -67,6 +67,13 @@ class GatewayMetrics:
             ["zone", "outcome"],
             registry=self.registry,
         )
+        # outcome: recorded | duplicate | unknown_subject | invalid.
+        self.notifications = Counter(
+            "gateway_notifications",
+            "Vendor data-update notifications received, by outcome",
+            ["vendor_format", "zone", "outcome"],
+            registry=self.registry,
+        )
 
     def watch_pools(self, source: PoolUsageSource) -> None:
         self.registry.register(_PoolCollector(source))

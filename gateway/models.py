@@ -4,7 +4,7 @@
     normalise       -> Reading | Rejection                   (UCUM units, aware times, ranges)
     resolve subject -> SubjectPseudonym via the blind index   (storage + privacy)
     fhir.observation-> ObservationRow                         (JSON built from tables)
-    storage         -> ReadingOutcome                         (created / duplicate)
+    storage         -> ReadingOutcome                         (created / updated / duplicate)
 
 Everything here is immutable data; no I/O and no key material.
 """
@@ -116,6 +116,13 @@ class CandidateReading:
     # An aggregate over [start, end] rather than a raw reading, e.g. "average", "maximum"
     # (Open mHealth descriptive_statistic); mapped to an Observation with effectivePeriod.
     statistic: str | None = None
+    # The vendor's identity of the record, stable across edits and unique per reading (HealthKit
+    # sample uuid, Withings grpid + meastype, Health Connect clientRecordId). When set it replaces
+    # device and time in the dedup key, so an edited record keeps its Observation id.
+    record_key: str | None = None
+    # The vendor's revision of that record (Health Connect clientRecordVersion): a higher one
+    # replaces the stored value, which is kept as history. None: the record is never revised.
+    record_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +168,8 @@ class Reading:
     offset_assumed: bool = False
     declared_zone: str | None = None
     statistic: str | None = None
+    record_key: str | None = None  # see CandidateReading
+    record_version: int | None = None
 
 
 class RejectionCode(StrEnum):
@@ -192,6 +201,7 @@ class Rejection:
 
 class Outcome(StrEnum):
     CREATED = "created"
+    UPDATED = "updated"  # a higher version of a stored record replaced it; the old one is history
     DUPLICATE = "duplicate"
     REJECTED = "rejected"
 
@@ -231,6 +241,7 @@ class ObservationRow:
     issued: datetime
     source_format: str
     resource: bytes  # FHIR JSON
+    version: int | None = None  # the vendor's record version; None: unversioned (first one wins)
 
 
 @dataclass(frozen=True, slots=True)

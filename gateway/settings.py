@@ -8,8 +8,10 @@ Secrets (database URLs carry passwords) may come from files: every `*_URL` setti
     GATEWAY_ZONE_CN_DATABASE_URL=postgresql://...      (or GATEWAY_ZONE_CN_DATABASE_URL_FILE)
     GATEWAY_ZONE_CN_KEY_FILE=/run/secrets/cn.keys.json
     GATEWAY_HOST, GATEWAY_PORT, GATEWAY_MAX_BODY_BYTES, GATEWAY_MAX_READINGS,
+    GATEWAY_MAX_EXPORT_BYTES, GATEWAY_EXPORT_BATCH_READINGS,
     GATEWAY_MAX_FUTURE_SKEW_SECONDS, GATEWAY_POOL_MIN_SIZE, GATEWAY_POOL_MAX_SIZE,
-    GATEWAY_DB_TIMEOUT_SECONDS, GATEWAY_LOG_LEVEL
+    GATEWAY_DB_TIMEOUT_SECONDS, GATEWAY_LOG_LEVEL, GATEWAY_PUBLIC_BASE_URL,
+    GATEWAY_TOKEN_LIFETIME_SECONDS
 
 Unknown keys in the file are refused: a misspelt setting must not silently keep its default.
 """
@@ -30,6 +32,7 @@ from gateway.errors import ConfigurationError
 # Zone names appear inside API keys (`wgk_<zone>_...`): letters and digits only.
 _ZONE_NAME = re.compile(r"^[a-z][a-z0-9]{0,15}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_BASE_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 _ZONE_KEYS = frozenset({"database_url", "database_url_file", "key_file"})
 
 
@@ -51,11 +54,19 @@ class Settings:
     port: int = 8080
     max_body_bytes: int = 10 * 1024 * 1024
     max_readings: int = 10_000
+    # Bulk uploads (Apple Health export.xml) stream in and are stored in batches.
+    max_export_bytes: int = 4 * 1024**3
+    export_batch_readings: int = 5_000
     max_future_skew_seconds: int = 300
     pool_min_size: int = 1
     pool_max_size: int = 10
     db_timeout_seconds: float = 10.0
     log_level: str = "INFO"
+    # The URL clients reach the gateway at (behind a proxy: the proxy's); "" means
+    # http://{host}:{port}. SMART client assertions must name `<it>/auth/token` as their aud.
+    public_base_url: str = ""
+    # SMART backend services: access tokens live at most five minutes.
+    token_lifetime_seconds: int = 300
 
     def __post_init__(self) -> None:
         if not self.zones:
@@ -65,7 +76,13 @@ class Settings:
                 raise ConfigurationError(f"zone name {name!r} must match {_ZONE_NAME.pattern}")
         if not 0 <= self.port <= 65535:
             raise ConfigurationError("port must be between 0 and 65535")
-        for name in ("max_body_bytes", "max_readings", "pool_max_size"):
+        for name in (
+            "max_body_bytes",
+            "max_readings",
+            "max_export_bytes",
+            "export_batch_readings",
+            "pool_max_size",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1")
         if not 0 <= self.pool_min_size <= self.pool_max_size:
@@ -76,10 +93,21 @@ class Settings:
             )
         if self.log_level.upper() not in _LOG_LEVELS:
             raise ConfigurationError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
+        if not 1 <= self.token_lifetime_seconds <= 300:
+            raise ConfigurationError("token_lifetime_seconds must be between 1 and 300")
+        if self.public_base_url and not _BASE_URL.match(self.public_base_url):
+            raise ConfigurationError(
+                "public_base_url must be an http(s) URL without query or fragment"
+            )
         object.__setattr__(self, "zones", MappingProxyType(dict(self.zones)))
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+    @property
+    def base_url(self) -> str:
+        """The externally visible base URL, without a trailing slash."""
+        return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
 _SCALARS: dict[str, type] = {
@@ -87,11 +115,15 @@ _SCALARS: dict[str, type] = {
     "port": int,
     "max_body_bytes": int,
     "max_readings": int,
+    "max_export_bytes": int,
+    "export_batch_readings": int,
     "max_future_skew_seconds": int,
     "pool_min_size": int,
     "pool_max_size": int,
     "db_timeout_seconds": float,
     "log_level": str,
+    "public_base_url": str,
+    "token_lifetime_seconds": int,
 }
 
 

@@ -81,6 +81,10 @@ def build_observation(
         "source": f"urn:wearable-gateway:feed:{ctx.vendor}:{ctx.source_format}",
         "lastUpdated": ctx.received_at.isoformat(),
     }
+    if reading.record_version is not None:
+        # The vendor's revision of the record (e.g. Health Connect clientRecordVersion): the
+        # stored Observation is that version, and earlier ones are kept as its history.
+        meta["versionId"] = str(reading.record_version)
     profile = _VITAL_SIGNS_PROFILE.get(measure.loinc)
     if profile is not None:
         meta["profile"] = [profile]
@@ -129,6 +133,7 @@ def build_observation(
         issued=ctx.received_at,
         source_format=ctx.source_format,
         resource=orjson.dumps(resource),
+        version=reading.record_version,
     )
 
 

@@ -69,6 +69,8 @@ def normalise(
         offset_assumed=candidate.offset_assumed,
         declared_zone=candidate.declared_zone,
         statistic=candidate.statistic,
+        record_key=candidate.record_key,
+        record_version=candidate.record_version,
     )
 
 

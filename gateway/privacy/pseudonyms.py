@@ -25,6 +25,9 @@ _SUBJECT_LABEL: Final = "wearable-gateway/subject-pseudonym/1"
 _DEVICE_LABEL: Final = "wearable-gateway/device-pseudonym/1"
 _BLIND_INDEX_LABEL: Final = "wearable-gateway/blind-index/1"
 _DEDUP_LABEL: Final = "wearable-gateway/dedup/1"
+# Keys from a vendor's own record identity: a label of their own, so no record key can ever
+# produce the key of a reading identified by device and time (or the other way round).
+_DEDUP_RECORD_LABEL: Final = "wearable-gateway/dedup-record/1"
 
 
 class _Signer:
@@ -82,10 +85,21 @@ class Pseudonymiser:
         start: datetime,
         end: datetime | None,
         statistic: str | None = None,
+        record_key: str | None = None,
     ) -> str:
         """The idempotency key of a reading, also its Observation id. Times are compared as UTC
         instants, so one reading sent with different UTC offsets gets one key. Aggregates (a
-        minimum and a maximum over one period) differ by their statistic."""
+        minimum and a maximum over one period) differ by their statistic.
+
+        With `record_key` (the vendor's own record identity, stable across edits) the key is made
+        from (vendor, subject, measure, record_key[, statistic]) alone: device and times are not
+        part of it, so an edited record (a corrected time, a new version) keeps its id, and two
+        distinct records at the same instant get two."""
+        if record_key is not None:
+            record_fields = [vendor, subject, measure, record_key]
+            if statistic is not None:
+                record_fields.append(statistic)
+            return self._dedup.sign(_DEDUP_RECORD_LABEL, self._zone, *record_fields)
         # "" cannot be confused with an instant: ISO 8601 text is never empty.
         end_text = "" if end is None else _utc_instant(end)
         fields = [vendor, device_id, subject, measure, _utc_instant(start), end_text]

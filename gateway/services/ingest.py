@@ -1,7 +1,8 @@
 """The ingest use case (ARCHITECTURE §3), one step per block, top to bottom:
 
     parsed items -> normalise -> residency -> resolve subject (blind index) -> FHIR Observation
-                 -> store (idempotent) -> per-reading outcomes (+ dead letters for rejections)
+                 -> store (idempotent; a higher record version replaces the stored one)
+                 -> per-reading outcomes (+ dead letters for rejections)
 
 Only the resolve and store steps do I/O, and only in the API key's zone.
 """
@@ -52,7 +53,10 @@ async def ingest(
     items: Sequence[ParsedItem],
     *,
     max_future_skew: timedelta,
+    first_index: int = 0,
 ) -> IngestResult:
+    """`first_index`: the position of items[0] in the whole upload (bulk uploads arrive in
+    several batches; dead letters name the reading's position in the upload)."""
     zone = zones.require(ctx.zone)
     rejected: dict[int, Rejection] = {}
 
@@ -82,23 +86,30 @@ async def ingest(
         index: _observation(zone, ctx, reading, subjects[index])
         for index, reading in readings.items()
     }
-    created = await zone.db.observations.insert_many(list(rows.values()))
+    stored_outcomes = await zone.db.observations.insert_many(list(rows.values()))
 
     await zone.db.dead_letters.add_many(
         [
-            DeadLetter(ctx.request_id, ctx.vendor, ctx.source_format, index, r.code, r.message)
+            DeadLetter(
+                ctx.request_id,
+                ctx.vendor,
+                ctx.source_format,
+                first_index + index,
+                r.code,
+                r.message,
+            )
             for index, r in sorted(rejected.items())
         ]
     )
-    stored = dict(zip(rows, created, strict=True))
+    stored = dict(zip(rows, stored_outcomes, strict=True))
     outcomes = []
     for index in range(len(items)):
         if index in rejected:
             outcomes.append(ReadingOutcome(index, Outcome.REJECTED, rejection=rejected[index]))
         else:
-            outcome = Outcome.CREATED if stored[index] else Outcome.DUPLICATE
-            outcomes.append(ReadingOutcome(index, outcome, observation_id=rows[index].id))
-    return IngestResult(outcomes=outcomes, stored_rows=sum(created))
+            outcomes.append(ReadingOutcome(index, stored[index], observation_id=rows[index].id))
+    written = sum(1 for o in stored_outcomes if o in (Outcome.CREATED, Outcome.UPDATED))
+    return IngestResult(outcomes=outcomes, stored_rows=written)
 
 
 async def _resolve_subjects(zone: Zone, readings: dict[int, Reading]) -> dict[int, str]:
@@ -133,6 +144,7 @@ def _observation(zone: Zone, ctx: IngestContext, reading: Reading, subject: str)
         start=reading.start,
         end=reading.end,
         statistic=reading.statistic,
+        record_key=reading.record_key,
     )
     device = zone.pseudonyms.device_pseudonym(ctx.vendor, reading.device.id)
     return build_observation(

@@ -16,7 +16,9 @@ from gateway.errors import ZoneUnavailable
 from gateway.storage import schema
 from gateway.storage.credentials import CredentialStore
 from gateway.storage.dead_letters import DeadLetterStore
+from gateway.storage.notifications import NotificationStore
 from gateway.storage.observations import ObservationStore
+from gateway.storage.smart import SmartClientStore
 from gateway.storage.subjects import SubjectStore
 
 # Connection-level failures that mean "the zone's database is not answering", as opposed to a
@@ -84,6 +86,8 @@ class ZoneDatabase:
         self.observations = ObservationStore(pool)
         self.credentials = CredentialStore(pool)
         self.dead_letters = DeadLetterStore(pool)
+        self.smart = SmartClientStore(pool)
+        self.notifications = NotificationStore(pool)
 
     @classmethod
     async def connect(

@@ -99,6 +99,7 @@ async def post_readings(request: web.Request) -> web.Response:
         vendor_key=principal.key_id,
         readings=len(items),
         created=result.count(Outcome.CREATED),
+        updated=result.count(Outcome.UPDATED),
         duplicate=result.count(Outcome.DUPLICATE),
         rejected=result.count(Outcome.REJECTED),
     )

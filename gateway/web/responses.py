@@ -15,9 +15,9 @@ def json_response(body: Any, *, status: int = 200) -> web.Response:
 RETRY_AFTER_SECONDS = 5
 
 
-def error_response(error: GatewayError, request_id: str) -> web.Response:
+def error_response(error: GatewayError, request_id: str, **extra: Any) -> web.Response:
     response = json_response(
-        {"error": {"code": error.code, "message": error.message}, "request_id": request_id},
+        {"error": {"code": error.code, "message": error.message}, "request_id": request_id} | extra,
         status=error.status,
     )
     if error.status == 503:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.web import health, ingest, subjects
+from gateway.web import health, healthkit_export, ingest, notify, smart, subjects
 
 
 def setup_routes(app: web.Application) -> None:
@@ -12,4 +12,12 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
     app.router.add_post("/v1/subjects", subjects.post_subject)
+    # SMART Backend Services (HL7 SMART App Launch 2.x): discovery at both places clients look.
+    app.router.add_get("/.well-known/smart-configuration", smart.smart_configuration)
+    app.router.add_get("/fhir/.well-known/smart-configuration", smart.smart_configuration)
+    app.router.add_post("/auth/token", smart.post_token)
+    app.router.add_post("/v1/ingest/healthkit/export", healthkit_export.post_export)
     app.router.add_post("/v1/ingest/{format}", ingest.post_readings)
+    # Withings cannot send an Authorization header: the vendor key is the last path segment.
+    app.router.add_get("/v1/notify/withings/{token}", notify.check_withings)  # and HEAD
+    app.router.add_post("/v1/notify/withings/{token}", notify.post_withings)

@@ -270,3 +270,50 @@ def test_aggregates_over_one_period_differ_by_statistic_and_raw_keys_do_not_chan
     assert minimum != maximum
     assert pseudonyms.dedup_key(**common) == pseudonyms.dedup_key(**common, statistic=None)
     assert pseudonyms.dedup_key(**common) not in (minimum, maximum)
+
+
+# --- keys from a vendor's record identity (issue 3) -------------------------------------------
+
+
+def test_record_keys_are_hmac_sha256_of_vendor_subject_measure_record_under_their_label() -> None:
+    """Recomputed with the standard library alone: device and times are not part of the key."""
+    fields = ("wearable-gateway/dedup-record/1", "cn", "acme", "s1-abc", "heart-rate", "uuid-1")
+    message = b"".join(struct.pack(">I", len(f.encode())) + f.encode() for f in fields)
+    digest = hmac.new(fixed_ring().key(KeyPurpose.DEDUP), message, hashlib.sha256).digest()[:20]
+    expected = "o1-" + base64.b32encode(digest).decode().lower()
+    assert dedup(Pseudonymiser(fixed_ring()), record_key="uuid-1") == expected
+
+
+def test_a_record_key_makes_device_and_time_irrelevant() -> None:
+    keyed = dedup(record_key="uuid-1")
+    assert dedup(record_key="uuid-1", device_id="dev-2", start=START + timedelta(hours=1)) == keyed
+    assert dedup(record_key="uuid-1", end=START + timedelta(minutes=1)) == keyed
+
+
+def test_two_records_at_one_instant_on_one_device_get_two_keys() -> None:
+    assert dedup(record_key="uuid-1") != dedup(record_key="uuid-2")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"vendor": "other"}, {"subject": "s1-abd"}, {"measure": "steps"}, {"statistic": "maximum"}],
+)
+def test_every_field_of_a_record_key_changes_it(change: dict[str, Any]) -> None:
+    assert dedup(record_key="uuid-1", **change) != dedup(record_key="uuid-1")
+
+
+def test_a_record_key_never_gives_the_key_of_a_reading_identified_by_device_and_time() -> None:
+    # Same texts in the same positions: only the domain label keeps the two kinds apart.
+    instant = START.isoformat(timespec="microseconds")
+    record = dedup(vendor="acme", device_id="s1-abc", subject="heart-rate", record_key=instant)
+    assert record != dedup()
+    assert dedup(record_key="uuid-1") != dedup()
+
+
+@given(record_key=st.text(min_size=1), statistic=st.none() | st.text())
+def test_record_keys_are_fhir_ids_carrying_version_1(
+    record_key: str, statistic: str | None
+) -> None:
+    key = dedup(record_key=record_key, statistic=statistic)
+    assert FHIR_ID.fullmatch(key)
+    assert parse_version(key) == 1

@@ -21,7 +21,7 @@ async def test_a_reading_is_stored_in_its_subjects_zone_and_nowhere_else(
     status, body = await gateway.ingest("cn", [reading("MRN-1", value=72)])
 
     assert status == 200
-    assert body["summary"] == {"created": 1, "duplicate": 0, "rejected": 0}
+    assert body["summary"] == {"created": 1, "updated": 0, "duplicate": 0, "rejected": 0}
     [stored] = await stored_observations(zone_dsns["cn"])
     assert stored["id"] == body["results"][0]["id"]
     assert stored["subject"] == {"reference": f"Patient/{pseudonym}"}
@@ -143,7 +143,7 @@ async def test_a_zone_this_gateway_does_not_serve_is_named_in_the_refusal(gatewa
 async def test_all_rejected_is_422(gateway: Gateway) -> None:
     status, body = await gateway.ingest("cn", [reading("NOBODY"), reading("NOBODY-2")])
     assert status == 422
-    assert body["summary"] == {"created": 0, "duplicate": 0, "rejected": 2}
+    assert body["summary"] == {"created": 0, "updated": 0, "duplicate": 0, "rejected": 2}
 
 
 async def test_the_same_reading_posted_twice_is_stored_once_with_one_id(

@@ -28,13 +28,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from urllib.parse import parse_qs
 
-import orjson
 from fhir.resources.R4B.observation import Observation
 from pydantic import ValidationError
 
-from gateway.adapters.base import TooManyReadings
+from gateway.adapters.common import check_count, load_json, media_essence, ndjson_documents
 from gateway.adapters.fhir.codes import COMPONENT_CODES, MEASURE_CODES, SYSTEM_ALIASES
-from gateway.errors import BadRequest, InvalidJSON, UnsupportedMediaType
+from gateway.errors import BadRequest, UnsupportedMediaType
 from gateway.measures.table import MEASURES
 from gateway.models import (
     CandidateReading,
@@ -93,7 +92,7 @@ class FhirAdapter:
 
     def parse(self, body: bytes, media_type: str) -> list[ParsedItem]:
         """Parse one Observation, a batch/transaction/collection Bundle, or NDJSON Observations."""
-        essence = media_type.partition(";")[0].strip().lower()
+        essence = media_essence(media_type)
         if essence in (FHIR_JSON, JSON):
             return self._parse_document(body)
         if essence in (FHIR_NDJSON, NDJSON):
@@ -101,7 +100,7 @@ class FhirAdapter:
         raise UnsupportedMediaType(f"the fhir format accepts {', '.join(sorted(self.media_types))}")
 
     def _parse_document(self, body: bytes) -> list[ParsedItem]:
-        document = _loads(body, "body is not valid JSON")
+        document = load_json(body)
         kind = document.get("resourceType") if isinstance(document, dict) else None
         if isinstance(document, dict) and kind == "Observation":
             return [_parse_observation(document, "Observation", {})]
@@ -129,8 +128,7 @@ class FhirAdapter:
         ]
         if not observations:
             raise BadRequest("Bundle has no Observation entries")
-        if len(observations) > self.max_readings:
-            raise TooManyReadings(f"a request may carry at most {self.max_readings} readings")
+        check_count(len(observations), self.max_readings)
         references = _references(entries)
         return [
             _parse_observation(resource, f"entry[{index}].resource", references)
@@ -138,24 +136,10 @@ class FhirAdapter:
         ]
 
     def _parse_lines(self, body: bytes) -> list[ParsedItem]:
-        items: list[ParsedItem] = []
-        for number, line in enumerate(body.split(b"\n"), start=1):
-            if not line.strip():
-                continue
-            if len(items) == self.max_readings:
-                raise TooManyReadings(f"a request may carry at most {self.max_readings} readings")
-            raw = _loads(line, f"line {number} is not valid JSON")
-            items.append(_parse_observation(raw, f"line {number}: Observation", {}))
-        if not items:
-            raise BadRequest("body has no Observations")
-        return items
-
-
-def _loads(data: bytes, message: str) -> object:
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise InvalidJSON(message) from None
+        return [
+            _parse_observation(raw, f"line {number}: Observation", {})
+            for number, raw in ndjson_documents(body, self.max_readings)
+        ]
 
 
 def _references(entries: list[object]) -> dict[str, dict[str, object]]:

@@ -16,9 +16,12 @@ seconds) say the device's local offset, and each instant is re-expressed at that
 stored time keeps it. A missing offset means UTC with `offset_assumed`. One HeartRate record with
 N samples gives N readings, at the record's `startZoneOffset`.
 
-`metadata.clientRecordVersion` is checked but not acted on yet (replacing a stored value needs
-storage support): a later version of a record is today a new reading when its time changed, and
-`duplicate` (the first value kept) when it did not.
+Record identity: `metadata.clientRecordId` (scoped by the origin package: Health Connect keeps it
+unique per app and record type) with `metadata.clientRecordVersion` (0 when absent, the SDK's
+default) is the record key and version, so a higher version replaces the stored value and the old
+one is kept as history; without a clientRecordId, `metadata.id` (Health Connect's own uuid) is the
+key, unversioned. HeartRate samples add `#<sample index>`. A record with neither is keyed by
+device and time.
 
 Messages name the JSON path and what it must be, never the value found there.
 """
@@ -142,6 +145,8 @@ class _Common:
     device: DeviceInfo
     record_id: str | None
     modified: datetime | None
+    record_key: str | None = None
+    record_version: int | None = None
 
 
 def _record_items(raw: object, path: str, subject: Identifier) -> list[ParsedItem]:
@@ -188,28 +193,36 @@ def _common(record: Mapping[str, object], path: str, subject: Identifier) -> _Co
         return _Common(subject, DeviceInfo(UNKNOWN_DEVICE), None, None)
     meta_path = f"{path}.metadata"
     metadata = _object(record["metadata"], meta_path)
-    # Parsed so a malformed version is caught now; acting on it needs storage support.
     version = metadata.get("clientRecordVersion")
+    # Stored as a PostgreSQL bigint, like the SDK's Long.
     if version is not None and (
-        isinstance(version, bool) or not isinstance(version, int) or version < 0
+        isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 2**63
     ):
         raise _InvalidShape(f"{meta_path}.clientRecordVersion", "must be an integer >= 0")
-    record_id = _optional_string(
-        metadata.get("clientRecordId"), f"{meta_path}.clientRecordId"
-    ) or _optional_string(metadata.get("id"), f"{meta_path}.id")
+    client_id = _optional_string(metadata.get("clientRecordId"), f"{meta_path}.clientRecordId")
+    health_connect_id = _optional_string(metadata.get("id"), f"{meta_path}.id")
     modified = None
     if metadata.get("lastModifiedTime") is not None:
         modified = _instant(metadata["lastModifiedTime"], f"{meta_path}.lastModifiedTime")
-    return _Common(subject, _device(metadata, meta_path), record_id, modified)
+    device = _device(metadata, meta_path)
+    if client_id is not None:
+        # Metadata.clientRecordId is unique per client (app) and record type, and
+        # clientRecordVersion (default 0) orders its revisions: https://developer.android.com/
+        # reference/kotlin/androidx/health/connect/client/records/metadata/Metadata
+        origin = _origin(metadata, meta_path) or ""
+        return _Common(subject, device, client_id, modified, f"{origin}/{client_id}", version or 0)
+    return _Common(subject, device, health_connect_id, modified, health_connect_id)
+
+
+def _origin(metadata: Mapping[str, object], path: str) -> str | None:
+    origin = metadata.get("dataOrigin")
+    if isinstance(origin, dict):  # plain: DataOrigin{packageName}
+        return _optional_string(origin.get("packageName"), f"{path}.dataOrigin.packageName")
+    return _optional_string(origin, f"{path}.dataOrigin")  # the plugin writes the name itself
 
 
 def _device(metadata: Mapping[str, object], path: str) -> DeviceInfo:
-    origin = metadata.get("dataOrigin")
-    package: str | None
-    if isinstance(origin, dict):  # plain: DataOrigin{packageName}
-        package = _optional_string(origin.get("packageName"), f"{path}.dataOrigin.packageName")
-    else:  # the plugin writes the package name itself
-        package = _optional_string(origin, f"{path}.dataOrigin")
+    package = _origin(metadata, path)
     model = manufacturer = None
     if metadata.get("device") is not None:
         device = _object(metadata["device"], f"{path}.device")
@@ -281,7 +294,15 @@ def _series(
                 sample.get(kind.field), f"{sample_path}.{kind.field}", None, kind.bare_unit
             )
             items.append(
-                _reading(common, kind.measure, {"value": value}, time, offset_assumed=assumed)
+                _reading(
+                    common,
+                    kind.measure,
+                    {"value": value},
+                    time,
+                    offset_assumed=assumed,
+                    # One record, many readings: each sample needs a key of its own.
+                    sample=index,
+                )
             )
         except _InvalidShape as invalid:
             items.append(ParseRejection(RejectionCode.INVALID_READING, invalid.message))
@@ -296,7 +317,11 @@ def _reading(
     *,
     end: datetime | None = None,
     offset_assumed: bool,
+    sample: int | None = None,
 ) -> CandidateReading:
+    record_key = common.record_key
+    if record_key is not None and sample is not None:
+        record_key = f"{record_key}#{sample}"
     return CandidateReading(
         subject=common.subject,
         device=common.device,
@@ -307,6 +332,8 @@ def _reading(
         vendor_record_id=common.record_id,
         vendor_time=common.modified,
         offset_assumed=offset_assumed,
+        record_key=record_key,
+        record_version=common.record_version,
     )
 
 

@@ -44,8 +44,8 @@ class HealthKitAdapter:
             return parse_bridge(body, max_readings=self.max_readings)
         if essence in XML_TYPES:
             raise SubjectRequired(
-                "an export.xml upload needs its subject: post it with the query parameters "
-                "subject_system and subject_value (an identifier the clinic enrolled)"
+                "an export.xml upload goes to /v1/ingest/healthkit/export with the query "
+                "parameters subject_system and subject_value (an identifier the clinic enrolled)"
             )
         raise UnsupportedMediaType(f"the healthkit format accepts {JSON} or application/xml")
 

@@ -8,7 +8,7 @@ samples:
        "quantity": 72,                    # or "value"; exactly one of the two
        "unit": "count/min",               # HKUnit unit string, as HKUnit.unitString gives it
        "startDate": "2020-09-01T08:01:10+02:00", "endDate": "2020-09-01T08:01:10+02:00",
-       "uuid": "…",                       # optional: HKObject.uuid, kept as vendor_record_id
+       "uuid": "…",                       # optional: HKObject.uuid, the record key (dedup)
        "sourceName": "Apple Watch",       # optional: HKSource.name
        "device": {"name", "model", "manufacturer", "hardwareVersion", "localIdentifier",
                   "udiDeviceIdentifier"},  # optional, every field optional: HKDevice
@@ -22,8 +22,10 @@ samples:
        "startDate": …, "endDate": …, "uuid": …, "sourceName": …, "device": …, "subject": …}]}
 
 Samples of a type not in `types.QUANTITY_TYPES`, and blood-pressure members outside a
-correlation, are `unsupported-type` outcomes. The dedup key is the gateway's (vendor, device,
-subject, measure, times); the HealthKit uuid is kept as the vendor record id, not used for dedup.
+correlation, are `unsupported-type` outcomes. The sample's `uuid` (a correlation's own uuid for
+blood pressure) is the record key: HealthKit objects are immutable and their uuid unique, so two
+samples at one instant are two readings and a re-posted uuid is a duplicate. Samples without a
+uuid fall back to the gateway's key of (vendor, device, subject, measure, times).
 """
 
 from __future__ import annotations
@@ -136,6 +138,7 @@ def _sample(raw: object, path: str) -> CandidateReading:
     start = _timestamp(sample.get("startDate"), f"{path}.startDate")
     end = _timestamp(sample.get("endDate"), f"{path}.endDate")
     source = _optional_string(sample.get("sourceName"), f"{path}.sourceName")
+    uuid = _optional_string(sample.get("uuid"), f"{path}.uuid")
     return CandidateReading(
         subject=Identifier(
             _string(subject.get("system"), f"{path}.subject.system"),
@@ -147,7 +150,9 @@ def _sample(raw: object, path: str) -> CandidateReading:
         start=start,
         # A point sample has endDate == startDate; the measure table decides what needs a period.
         end=None if end == start else end,
-        vendor_record_id=_optional_string(sample.get("uuid"), f"{path}.uuid"),
+        vendor_record_id=uuid,
+        # https://developer.apple.com/documentation/healthkit/hkobject/uuid
+        record_key=uuid,
     )
 
 

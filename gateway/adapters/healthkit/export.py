@@ -104,30 +104,58 @@ def parse_export(
     Raises `BadRequest` for a body that is not well-formed XML, is not a `<HealthData>`
     document or declares entities, and `TooManyReadings` past `max_readings`.
     """
-    reader = _ExportReader(subject, device_fallback, summary or ExportSummary())
-    parser = expat.ParserCreate()
-    # Never read the external DTD or parameter entities (the default; stated for the reader).
-    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-    parser.StartDoctypeDeclHandler = _doctype
-    parser.EntityDeclHandler = _entity
-    parser.UnparsedEntityDeclHandler = _unparsed_entity
-    parser.ExternalEntityRefHandler = _external_entity
-    parser.StartElementHandler = reader.start
-    parser.EndElementHandler = reader.end
-    parser.buffer_text = False
-
-    produced = 0
+    stream = ExportStream(subject, device_fallback, max_readings=max_readings, summary=summary)
     view = memoryview(body)
     for offset in range(0, max(len(view), 1), CHUNK_BYTES):
-        chunk = view[offset : offset + CHUNK_BYTES]
-        _feed(parser, bytes(chunk), final=offset + CHUNK_BYTES >= len(view))
-        for item in reader.drain():
-            produced += 1
-            if max_readings is not None and produced > max_readings:
-                raise TooManyReadings(f"an export may carry at most {max_readings} readings")
-            yield item
-    if not reader.seen_root:
-        raise BadRequest("body is not an Apple Health export: <HealthData> not found")
+        yield from stream.feed(bytes(view[offset : offset + CHUNK_BYTES]))
+    yield from stream.close()
+
+
+class ExportStream:
+    """The export parser fed chunk by chunk, as an upload arrives: each `feed` returns the items
+    completed so far, so a caller can store them in batches without holding the document."""
+
+    def __init__(
+        self,
+        subject: Identifier,
+        device_fallback: str,
+        *,
+        max_readings: int | None = None,
+        summary: ExportSummary | None = None,
+    ) -> None:
+        self.summary = summary or ExportSummary()
+        self._reader = _ExportReader(subject, device_fallback, self.summary)
+        self._max_readings = max_readings
+        self._produced = 0
+        parser = expat.ParserCreate()
+        # Never read the external DTD or parameter entities (the default; stated for the reader).
+        parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        parser.StartDoctypeDeclHandler = _doctype
+        parser.EntityDeclHandler = _entity
+        parser.UnparsedEntityDeclHandler = _unparsed_entity
+        parser.ExternalEntityRefHandler = _external_entity
+        parser.StartElementHandler = self._reader.start
+        parser.EndElementHandler = self._reader.end
+        parser.buffer_text = False
+        self._parser = parser
+
+    def feed(self, chunk: bytes) -> list[ParsedItem]:
+        _feed(self._parser, chunk, final=False)
+        return self._drain()
+
+    def close(self) -> list[ParsedItem]:
+        _feed(self._parser, b"", final=True)
+        items = self._drain()
+        if not self._reader.seen_root:
+            raise BadRequest("body is not an Apple Health export: <HealthData> not found")
+        return items
+
+    def _drain(self) -> list[ParsedItem]:
+        items = self._reader.drain()
+        self._produced += len(items)
+        if self._max_readings is not None and self._produced > self._max_readings:
+            raise TooManyReadings(f"an export may carry at most {self._max_readings} readings")
+        return items
 
 
 def _feed(parser: expat.XMLParserType, data: bytes, *, final: bool) -> None:

@@ -29,9 +29,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 
-import orjson
-
-from gateway.adapters.base import TooManyReadings
+from gateway.adapters.common import RFC3339, at, check_count, load_json, media_essence
 from gateway.adapters.omh.schemas import (
     DESCRIPTIVE_STATISTICS,
     DURATION_SECONDS,
@@ -44,7 +42,7 @@ from gateway.adapters.omh.schemas import (
     SUM_MEASURES,
     SchemaMapping,
 )
-from gateway.errors import BadRequest, InvalidJSON, UnsupportedMediaType
+from gateway.errors import BadRequest, UnsupportedMediaType
 from gateway.models import (
     CandidateReading,
     DeviceInfo,
@@ -64,12 +62,6 @@ OMH_NAMESPACE = "omh"
 MAX_ID_LENGTH = 256
 MAX_NAME_LENGTH = 64
 
-# RFC 3339 date-time (date-time-1.0 "format": "date-time") with the offset optional, since
-# Open mHealth defines a missing offset as UTC; offsets limited to FHIR's -14:00..+14:00.
-_TIMESTAMP = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
-    r"(?:Z|[+-](?:(?:0[0-9]|1[0-3]):[0-5][0-9]|14:00))?"
-)
 _FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # time-interval-1.0 full_date
 _VERSION = re.compile(r"([0-9]{1,4})\.([0-9]{1,4})")  # schema-id-1.x version "major.minor"
 _MODALITIES = frozenset({"sensed", "self-reported"})  # header-1.x acquisition_provenance.modality
@@ -91,17 +83,13 @@ class OmhAdapter:
 
     def parse(self, body: bytes, media_type: str) -> list[ParsedItem]:
         """Parse one data point or a JSON array of data points."""
-        if media_type.partition(";")[0].strip().lower() != JSON:
+        if media_essence(media_type) != JSON:
             raise UnsupportedMediaType(f"the omh format accepts {JSON}")
-        try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise InvalidJSON("body is not valid JSON") from None
+        document = load_json(body)
         if isinstance(document, list):
             if not document:
                 raise BadRequest("body must be a non-empty array of data points")
-            if len(document) > self.max_readings:
-                raise TooManyReadings(f"a request may carry at most {self.max_readings} readings")
+            check_count(len(document), self.max_readings)
             return [_parse_item(raw, f"[{index}]") for index, raw in enumerate(document)]
         if isinstance(document, dict) and ("header" in document or "body" in document):
             return [_parse_item(document, "")]
@@ -129,21 +117,17 @@ def _parse_item(raw: object, base: str) -> ParsedItem:
         return ParseRejection(invalid.code, invalid.message)
 
 
-def _at(base: str, key: str) -> str:
-    return f"{base}.{key}" if base else key
-
-
 # --- data point and header --------------------------------------------------------------------
 
 
 def _data_point(raw: object, base: str) -> CandidateReading:
     point = _object(raw, base or "data point")
-    header = _object(point.get("header"), _at(base, "header"))
-    mapping = _schema(header, _at(base, "header.schema_id"))
-    record_id, vendor_time, device = _provenance(header, _at(base, "header"))
-    user_id = _string(header.get("user_id"), _at(base, "header.user_id"), MAX_ID_LENGTH)
-    body = _object(point.get("body"), _at(base, "body"))
-    reading = _body(body, mapping, _at(base, "body"))
+    header = _object(point.get("header"), at(base, "header"))
+    mapping = _schema(header, at(base, "header.schema_id"))
+    record_id, vendor_time, device = _provenance(header, at(base, "header"))
+    user_id = _string(header.get("user_id"), at(base, "header.user_id"), MAX_ID_LENGTH)
+    body = _object(point.get("body"), at(base, "body"))
+    reading = _body(body, mapping, at(base, "body"))
     return CandidateReading(
         subject=Identifier(OMH_USER_SYSTEM, user_id),
         device=device,
@@ -422,7 +406,9 @@ def _string(raw: object, path: str, max_length: int) -> str:
 
 def _timestamp(raw: object, path: str) -> tuple[datetime, bool]:
     """The moment, and whether it had no offset (Open mHealth: then it is UTC)."""
-    if isinstance(raw, str) and _TIMESTAMP.fullmatch(raw):
+    # date-time-1.0 is RFC 3339 with the offset optional: Open mHealth defines a missing offset
+    # as UTC.
+    if isinstance(raw, str) and RFC3339.fullmatch(raw):
         try:
             moment = datetime.fromisoformat(raw)
         except ValueError:

@@ -315,6 +315,9 @@ def _group_readings(
             quantities=quantities,
             start=group.start,
             vendor_record_id=f"{group.grpid}:{record}",
+            # Withings identifies a measure group by grpid (stable when the user edits it); with
+            # the meastype (or the 9+10 pair) it names one reading.
+            record_key=f"{group.grpid}:{record}",
             vendor_time=group.vendor_time,
             offset_assumed=offset_assumed,
         )

@@ -60,7 +60,7 @@ async def test_the_published_plugin_sample_stores_its_supported_records_as_in_th
     )
 
     assert status == 207, body
-    assert body["summary"] == {"created": 12, "duplicate": 0, "rejected": 30}
+    assert body["summary"] == {"created": 12, "updated": 0, "duplicate": 0, "rejected": 30}
     codes = {r["error"]["code"] for r in body["results"] if r["outcome"] == "rejected"}
     assert codes == {"unsupported-type"}
     stored = await stored_observations(zone_dsns["cn"])
@@ -77,7 +77,7 @@ async def test_plain_sdk_records_keep_their_offsets_and_units_as_in_the_snapshot
     status, body = await gateway.ingest("cn", body_of("plain_records.json"), fmt="healthconnect")
 
     assert status == 200, body
-    assert body["summary"] == {"created": 13, "duplicate": 0, "rejected": 0}
+    assert body["summary"] == {"created": 13, "updated": 0, "duplicate": 0, "rejected": 0}
     stored = await stored_observations(zone_dsns["cn"])
     for resource in stored:
         Observation.model_validate(resource)
@@ -109,7 +109,7 @@ async def test_replaying_the_same_records_answers_duplicate_for_every_reading(
     status, again = await gateway.ingest("cn", body_of("plain_records.json"), fmt="healthconnect")
 
     assert status == 200
-    assert again["summary"] == {"created": 0, "duplicate": 13, "rejected": 0}
+    assert again["summary"] == {"created": 0, "updated": 0, "duplicate": 13, "rejected": 0}
     assert [r["id"] for r in again["results"]] == [r["id"] for r in first["results"]]
     assert len(await stored_observations(zone_dsns["cn"])) == 13
 

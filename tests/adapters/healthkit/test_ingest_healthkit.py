@@ -52,7 +52,7 @@ async def test_the_bridge_sample_is_stored_as_reviewed_fhir_observations(
     status, body = await post(gateway, (FIXTURES / "bridge-samples.json").read_bytes())
 
     assert status == 207, body
-    assert body["summary"] == {"created": 6, "duplicate": 0, "rejected": 1}
+    assert body["summary"] == {"created": 6, "updated": 0, "duplicate": 0, "rejected": 1}
     assert body["results"][5]["error"]["code"] == "unsupported-type"
     stored = await stored_observations(zone_dsns["cn"])
     for resource in stored:
@@ -68,7 +68,7 @@ async def test_replaying_the_sample_gives_duplicate_for_every_reading(
     _, first = await post(gateway, payload)
     _, second = await post(gateway, payload)
 
-    assert second["summary"] == {"created": 0, "duplicate": 6, "rejected": 1}
+    assert second["summary"] == {"created": 0, "updated": 0, "duplicate": 6, "rejected": 1}
     created = [r.get("id") for r in first["results"]]
     assert [r.get("id") for r in second["results"]] == created
     assert len(await stored_observations(zone_dsns["cn"])) == 6
@@ -139,9 +139,10 @@ async def test_a_malformed_body_is_a_400_that_stores_nothing_and_the_next_reques
         b'<!DOCTYPE HealthData [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><HealthData>&xxe;</HealthData>',
     ],
 )
-async def test_an_export_xml_upload_is_refused_until_the_subject_can_be_passed(
+async def test_an_export_xml_sent_to_the_json_endpoint_is_pointed_to_the_export_endpoint(
     gateway: Gateway, zone_dsns: dict[str, str], body: bytes
 ) -> None:
     status, result = await post(gateway, body, "application/xml")
     assert (status, result["error"]["code"]) == (400, "subject-required")
+    assert "/v1/ingest/healthkit/export" in result["error"]["message"]
     assert await stored_observations(zone_dsns["cn"]) == []

@@ -94,7 +94,7 @@ async def test_replaying_the_samples_gives_duplicate_for_every_reading(gateway: 
     status, again = await post(gateway, payload)
 
     assert (first_status, status) == (200, 200)
-    assert again["summary"] == {"created": 0, "duplicate": len(keys), "rejected": 0}
+    assert again["summary"] == {"created": 0, "updated": 0, "duplicate": len(keys), "rejected": 0}
     assert [r["id"] for r in again["results"]] == [r["id"] for r in first["results"]]
 
 

@@ -105,6 +105,7 @@ def test_recorded_shimmer_getmeas_gives_each_measure_in_payload_order() -> None:
         quantities={"value": Quantity(74.126, "kg")},
         start=datetime(2015, 5, 30, 23, 6, 23, tzinfo=timezone(timedelta(hours=-7))),
         vendor_record_id="366956482:1",
+        record_key="366956482:1",
     )
 
 
