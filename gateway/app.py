@@ -14,10 +14,12 @@ from gateway.metrics import GatewayMetrics
 from gateway.privacy import ZoneKeyRing
 from gateway.services.zones import Zone, ZoneDirectory
 from gateway.settings import Settings
-from gateway.storage import ZoneDatabase
-from gateway.web.keys import ADAPTERS, METRICS, SETTINGS, ZONES
+from gateway.storage import WriterSettings, ZoneDatabase
+from gateway.web.keys import ADAPTERS, METRICS, RATE_LIMITS, SETTINGS, ZONES
 from gateway.web.middleware import observe
+from gateway.web.ratelimit import TokenBuckets
 from gateway.web.routes import setup_routes
+from gateway.web.timeouts import deadline
 
 log = logging.getLogger("gateway.app")
 
@@ -31,7 +33,17 @@ def load_keyrings(settings: Settings) -> dict[str, ZoneKeyRing]:
     return rings
 
 
-async def open_zones(settings: Settings, keyrings: Mapping[str, ZoneKeyRing]) -> ZoneDirectory:
+async def open_zones(
+    settings: Settings,
+    keyrings: Mapping[str, ZoneKeyRing],
+    metrics: GatewayMetrics | None = None,
+) -> ZoneDirectory:
+    writer = WriterSettings(
+        max_batch_rows=settings.write_batch_rows,
+        max_wait_seconds=settings.write_max_wait_seconds,
+        max_queued_rows=settings.write_queue_rows,
+        concurrent_batches=settings.write_concurrency,
+    )
     opened: dict[str, Zone] = {}
     try:
         for name, zone_settings in settings.zones.items():
@@ -41,8 +53,12 @@ async def open_zones(settings: Settings, keyrings: Mapping[str, ZoneKeyRing]) ->
                 min_size=settings.pool_min_size,
                 max_size=settings.pool_max_size,
                 command_timeout=settings.db_timeout_seconds,
+                writer_settings=writer,
+                on_batch=metrics.batch_size.labels(name).observe if metrics else None,
             )
-            opened[name] = Zone.build(db, keyrings[name])
+            opened[name] = Zone.build(
+                db, keyrings[name], cache_seconds=settings.lookup_cache_seconds
+            )
     except BaseException:
         for zone in opened.values():
             await zone.db.close()
@@ -59,18 +75,19 @@ def create_app(
     if missing:
         raise ConfigurationError(f"no key ring for zones {', '.join(sorted(missing))}")
 
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[observe])
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[observe, deadline])
     app[SETTINGS] = settings
     metrics = GatewayMetrics()
     app[METRICS] = metrics
     app[ADAPTERS] = build_adapters(max_readings=settings.max_readings)
+    app[RATE_LIMITS] = TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst)
 
     async def zones_ctx(app: web.Application) -> AsyncIterator[None]:
-        zones = await open_zones(settings, rings)
+        zones = await open_zones(settings, rings, metrics)
         app[ZONES] = zones
         metrics.watch_pools(
             lambda: {
-                name: (u.size, u.idle, u.max_size)
+                name: (u.size, u.idle, u.max_size, u.queued_rows)
                 for name, u in ((name, zone.db.usage()) for name, zone in zones.items())
             }
         )

@@ -1,5 +1,5 @@
 """`wearable-gateway` commands: serve, migrate, keys, vendors, clinics, clients, credentials,
-demo."""
+audit, demo."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from aiohttp import web
 
@@ -16,19 +17,32 @@ from gateway.app import create_app, load_keyrings, open_zones
 from gateway.errors import GatewayError
 from gateway.logs import configure_logging
 from gateway.privacy import ZoneKeyRing
+from gateway.services.audit import export_fhir, verify
 from gateway.services.auth import add_credential, revoke_credential
 from gateway.services.smart import ROLES, register_client, revoke_client
 from gateway.settings import Settings, load_settings
 from gateway.storage import migrate_database
+from gateway.web.timeouts import HANDLER_ARGS
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(config_path=args.config)
 
 
+def _use_uvloop() -> bool:
+    """uvloop (the `speed` extra) makes the event loop itself cheaper; asyncio otherwise."""
+    try:
+        import uvloop  # noqa: PLC0415 — optional
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.log_level)
+    _use_uvloop()
     web.run_app(
         create_app(settings),
         host=args.host or settings.host,
@@ -36,6 +50,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=None,
         print=None,
         shutdown_timeout=args.grace,
+        keepalive_timeout=settings.header_timeout_seconds,
+        handler_args=dict(HANDLER_ARGS),
     )
     return 0
 
@@ -151,10 +167,73 @@ def cmd_credentials_revoke(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def run() -> int:
+        zones = await open_zones(settings, load_keyrings(settings))
+        try:
+            report = await verify(zones.require(args.zone))
+        finally:
+            for zone in zones.values():
+                await zone.db.close()
+        head = f"head seq {report.head_seq}, mac {report.head_mac.hex()[:16]}"
+        if report.ok:
+            print(f"ok: {report.checked} records ({head})")
+            return 0
+        print(
+            f"zone {args.zone}: audit record {report.first_bad_seq} {report.problem} "
+            f"({report.checked} records verified before it; {head})"
+        )
+        return 1
+
+    return asyncio.run(run())
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def run(out: BinaryIO) -> int:
+        zones = await open_zones(settings, load_keyrings(settings))
+        try:
+            async for line in export_fhir(zones.require(args.zone)):
+                out.write(line)
+        finally:
+            for zone in zones.values():
+                await zone.db.close()
+        out.flush()
+        return 0
+
+    if args.out is None:
+        return asyncio.run(run(sys.stdout.buffer))
+    try:
+        # Exclusive create: an export never overwrites an earlier one.
+        file = args.out.open("xb")
+    except OSError as exc:
+        raise GatewayError(f"cannot create {args.out}: {exc.strerror}") from None
+    with file:
+        return asyncio.run(run(file))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo  # noqa: PLC0415 — keeps the embedded server out of `serve`
 
     return run_demo(data_dir=args.data_dir, port=args.port, once=args.once)
+
+
+def _add_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    audit = sub.add_parser("audit", help="the zone's audit log").add_subparsers(
+        dest="audit", required=True
+    )
+    audit_verify = audit.add_parser(
+        "verify", help="check the hash chain; exit 1 naming the first bad record"
+    )
+    audit_verify.add_argument("--zone", required=True)
+    audit_verify.set_defaults(func=cmd_audit_verify)
+    audit_export = audit.add_parser("export", help="write the log as FHIR AuditEvent NDJSON")
+    audit_export.add_argument("--zone", required=True)
+    audit_export.add_argument("--out", type=Path, help="a new file (default: standard output)")
+    audit_export.set_defaults(func=cmd_audit_export)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("--zone", required=True)
     revoke.add_argument("--key-id", required=True)
     revoke.set_defaults(func=cmd_credentials_revoke)
+
+    _add_audit_commands(sub)
 
     demo = sub.add_parser("demo", help="run everything on an embedded PostgreSQL with demo data")
     demo.add_argument("--data-dir", type=Path, default=Path(".wearable-gateway-demo"))

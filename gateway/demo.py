@@ -25,6 +25,7 @@ from gateway.privacy import ZoneKeyRing
 from gateway.services.auth import add_credential
 from gateway.settings import Settings, ZoneSettings
 from gateway.storage import ensure_database, migrate_database
+from gateway.web.timeouts import HANDLER_ARGS
 
 ZONES = {"cn": timezone(timedelta(hours=8)), "eu": timezone(timedelta(hours=1))}
 SITES = {"cn": "hainan-general", "eu": "eu-partner-clinic"}
@@ -282,7 +283,12 @@ async def _run(data_dir: Path, port: int, once: bool) -> int:
     try:
         keys = await _credentials(settings)
         configure_logging(settings.log_level)
-        runner = web.AppRunner(create_app(settings), access_log=None)
+        runner = web.AppRunner(
+            create_app(settings),
+            access_log=None,
+            keepalive_timeout=settings.header_timeout_seconds,
+            **HANDLER_ARGS,
+        )
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()

@@ -7,11 +7,14 @@ nobody parses messages. Messages never carry identifiers, measured values or key
     ├── Unauthenticated            401  unauthenticated
     ├── Forbidden                  403  forbidden
     ├── NotFound                   404  not-found
+    ├── NotAcceptable              406  not-acceptable (FHIR: Accept / _format not served)
+    ├── RequestTimeout             408  request-timeout (the body did not arrive in time)
     ├── Conflict                   409  conflict
     │   └── AlreadyEnrolled        409  already-enrolled
     ├── PayloadTooLarge            413  payload-too-large
     ├── UnsupportedMediaType       415  unsupported-media-type
     ├── ZoneNotServed              421  zone-not-served
+    ├── RateLimited                429  rate-limited (with Retry-After)
     ├── ZoneUnavailable            503  zone-unavailable (with Retry-After)
     ├── ConfigurationError         500  configuration (start-up only)
     │   └── SchemaVersionMismatch  500  schema-version
@@ -56,6 +59,20 @@ class NotFound(GatewayError):
     code = "not-found"
 
 
+class NotAcceptable(GatewayError):
+    """No representation the client accepts (RFC 9110 §15.5.7; FHIR http.html#mime-type)."""
+
+    status = 406
+    code = "not-acceptable"
+
+
+class RequestTimeout(GatewayError):
+    """The request body did not arrive within the server's deadline (RFC 9110 §15.5.9)."""
+
+    status = 408
+    code = "request-timeout"
+
+
 class Conflict(GatewayError):
     status = 409
     code = "conflict"
@@ -80,6 +97,17 @@ class ZoneNotServed(GatewayError):
 
     status = 421
     code = "zone-not-served"
+
+
+class RateLimited(GatewayError):
+    """The credential used more than its share of requests (RFC 6585 §4)."""
+
+    status = 429
+    code = "rate-limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # whole seconds until a request would be admitted
 
 
 class ZoneUnavailable(GatewayError):

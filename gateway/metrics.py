@@ -12,7 +12,8 @@ from prometheus_client.registry import Collector
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
-PoolUsageSource = Callable[[], Mapping[str, tuple[int, int, int]]]  # zone -> (size, idle, max)
+# zone -> (pool size, idle connections, pool maximum, rows queued for the group-commit writer)
+PoolUsageSource = Callable[[], Mapping[str, tuple[int, int, int, int]]]
 
 
 class _PoolCollector(Collector):
@@ -25,11 +26,18 @@ class _PoolCollector(Collector):
             "Database pool connections by state",
             labels=["zone", "state"],
         )
-        for zone, (size, idle, max_size) in sorted(self._source().items()):
+        queued = GaugeMetricFamily(
+            "gateway_storage_queued_rows",
+            "Rows waiting for the group-commit writer",
+            labels=["zone"],
+        )
+        for zone, (size, idle, max_size, waiting) in sorted(self._source().items()):
             in_use.add_metric([zone, "in_use"], size - idle)
             in_use.add_metric([zone, "idle"], idle)
             in_use.add_metric([zone, "max"], max_size)
+            queued.add_metric([zone], waiting)
         yield in_use
+        yield queued
 
 
 class GatewayMetrics:
@@ -56,7 +64,7 @@ class GatewayMetrics:
         )
         self.batch_size = Histogram(
             "gateway_storage_batch_rows",
-            "Observations written per database batch",
+            "Observations written per database batch (group commit)",
             ["zone"],
             buckets=_BATCH_BUCKETS,
             registry=self.registry,
@@ -72,6 +80,15 @@ class GatewayMetrics:
             "gateway_notifications",
             "Vendor data-update notifications received, by outcome",
             ["vendor_format", "zone", "outcome"],
+            registry=self.registry,
+        )
+
+        # reason: rate-limit (a credential's token bucket is empty). Requests refused before any
+        # work, so they are visible apart from the request-duration histogram's 429s.
+        self.throttled = Counter(
+            "gateway_http_throttled",
+            "Requests refused to protect the gateway, by reason",
+            ["zone", "reason"],
             registry=self.registry,
         )
 

@@ -8,10 +8,13 @@ Secrets (database URLs carry passwords) may come from files: every `*_URL` setti
     GATEWAY_ZONE_CN_DATABASE_URL=postgresql://...      (or GATEWAY_ZONE_CN_DATABASE_URL_FILE)
     GATEWAY_ZONE_CN_KEY_FILE=/run/secrets/cn.keys.json
     GATEWAY_HOST, GATEWAY_PORT, GATEWAY_MAX_BODY_BYTES, GATEWAY_MAX_READINGS,
-    GATEWAY_MAX_EXPORT_BYTES, GATEWAY_EXPORT_BATCH_READINGS,
+    GATEWAY_MAX_EXPORT_BYTES, GATEWAY_EXPORT_BATCH_READINGS, GATEWAY_WRITE_BATCH_ROWS,
+    GATEWAY_WRITE_MAX_WAIT_SECONDS, GATEWAY_WRITE_QUEUE_ROWS, GATEWAY_WRITE_CONCURRENCY,
+    GATEWAY_LOOKUP_CACHE_SECONDS,
     GATEWAY_MAX_FUTURE_SKEW_SECONDS, GATEWAY_POOL_MIN_SIZE, GATEWAY_POOL_MAX_SIZE,
     GATEWAY_DB_TIMEOUT_SECONDS, GATEWAY_LOG_LEVEL, GATEWAY_PUBLIC_BASE_URL,
-    GATEWAY_TOKEN_LIFETIME_SECONDS
+    GATEWAY_TOKEN_LIFETIME_SECONDS, GATEWAY_RATE_LIMIT_PER_SECOND, GATEWAY_RATE_LIMIT_BURST,
+    GATEWAY_HEADER_TIMEOUT_SECONDS, GATEWAY_REQUEST_TIMEOUT_SECONDS, GATEWAY_EXPORT_TIMEOUT_SECONDS
 
 Unknown keys in the file are refused: a misspelt setting must not silently keep its default.
 """
@@ -57,6 +60,15 @@ class Settings:
     # Bulk uploads (Apple Health export.xml) stream in and are stored in batches.
     max_export_bytes: int = 4 * 1024**3
     export_batch_readings: int = 5_000
+    # Group commit (gateway/storage/writer.py): rows per database batch, how long a small batch
+    # may wait for company, how many rows may queue before 503, batches in flight per zone.
+    write_batch_rows: int = 5_000
+    write_max_wait_seconds: float = 0.0
+    write_queue_rows: int = 100_000
+    write_concurrency: int = 2
+    # API-key and subject lookups are cached this long (0: off); a key revoked or a subject
+    # erased by another process stops working within this time.
+    lookup_cache_seconds: float = 5.0
     max_future_skew_seconds: int = 300
     pool_min_size: int = 1
     pool_max_size: int = 10
@@ -67,6 +79,15 @@ class Settings:
     public_base_url: str = ""
     # SMART backend services: access tokens live at most five minutes.
     token_lifetime_seconds: int = 300
+    # Per API key (per credential, per process) token bucket: sustained requests/s and burst.
+    rate_limit_per_second: float = 50.0
+    rate_limit_burst: int = 200
+    # Slow clients: a request head must arrive within header_timeout_seconds of the connection
+    # opening (or of the previous response: it is also the keep-alive idle time); a whole request
+    # must be read and answered within request_timeout_seconds (export uploads: the export one).
+    header_timeout_seconds: float = 75.0
+    request_timeout_seconds: float = 60.0
+    export_timeout_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         if not self.zones:
@@ -81,18 +102,33 @@ class Settings:
             "max_readings",
             "max_export_bytes",
             "export_batch_readings",
+            "write_batch_rows",
+            "write_queue_rows",
+            "write_concurrency",
             "pool_max_size",
+            "rate_limit_burst",
         ):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1")
         if not 0 <= self.pool_min_size <= self.pool_max_size:
             raise ConfigurationError("pool_min_size must be between 0 and pool_max_size")
+        if self.write_max_wait_seconds < 0 or self.lookup_cache_seconds < 0:
+            raise ConfigurationError(
+                "write_max_wait_seconds and lookup_cache_seconds must not be negative"
+            )
         if self.max_future_skew_seconds < 0 or self.db_timeout_seconds <= 0:
             raise ConfigurationError(
                 "max_future_skew_seconds and db_timeout_seconds must be positive"
             )
         if self.log_level.upper() not in _LOG_LEVELS:
             raise ConfigurationError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
+        _require_positive(
+            self,
+            "rate_limit_per_second",
+            "header_timeout_seconds",
+            "request_timeout_seconds",
+            "export_timeout_seconds",
+        )
         if not 1 <= self.token_lifetime_seconds <= 300:
             raise ConfigurationError("token_lifetime_seconds must be between 1 and 300")
         if self.public_base_url and not _BASE_URL.match(self.public_base_url):
@@ -110,6 +146,12 @@ class Settings:
         return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
+def _require_positive(settings: Settings, *names: str) -> None:
+    for name in names:
+        if getattr(settings, name) <= 0:
+            raise ConfigurationError(f"{name} must be positive")
+
+
 _SCALARS: dict[str, type] = {
     "host": str,
     "port": int,
@@ -117,6 +159,11 @@ _SCALARS: dict[str, type] = {
     "max_readings": int,
     "max_export_bytes": int,
     "export_batch_readings": int,
+    "write_batch_rows": int,
+    "write_max_wait_seconds": float,
+    "write_queue_rows": int,
+    "write_concurrency": int,
+    "lookup_cache_seconds": float,
     "max_future_skew_seconds": int,
     "pool_min_size": int,
     "pool_max_size": int,
@@ -124,6 +171,11 @@ _SCALARS: dict[str, type] = {
     "log_level": str,
     "public_base_url": str,
     "token_lifetime_seconds": int,
+    "rate_limit_per_second": float,
+    "rate_limit_burst": int,
+    "header_timeout_seconds": float,
+    "request_timeout_seconds": float,
+    "export_timeout_seconds": float,
 }
 
 

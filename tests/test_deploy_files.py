@@ -414,7 +414,7 @@ def exported() -> dict[str, dict[str, set[str]]]:
     metrics.request_duration.labels("/v1/ingest/{format}", "POST", "200").observe(0.01)
     metrics.batch_size.labels("cn").observe(1)
     metrics.enrolments.labels("cn", "enrolled").inc()
-    metrics.watch_pools(lambda: {"cn": (3, 1, 10)})
+    metrics.watch_pools(lambda: {"cn": (3, 1, 10, 0)})
     samples: dict[str, dict[str, set[str]]] = {}
     for family in metrics.registry.collect():
         for sample in family.samples:

@@ -85,4 +85,19 @@ async def test_no_canary_appears_in_databases_logs_metrics_or_responses(
     places = {"metrics": metrics, "logs": logs, "responses": "\n".join(responses), **dumps}
     for where, text in places.items():
         for what, canary in CANARIES.items():
-            assert canary not in text, f"{what} canary found in {where}"
+            scanned = text
+            if what in DEVICE_DESCRIPTION and where in dumps:
+                # Issue 4: a device's model and manufacturer (not a person's identifiers) are
+                # kept for FHIR Device resources, in table `devices` and nowhere else.
+                scanned = _without_table(text, "devices")
+            assert canary not in scanned, f"{what} canary found in {where}"
+    assert CANARIES["model"] in dumps["cn"], "the devices table scan would prove nothing"
+
+
+DEVICE_DESCRIPTION = frozenset({"model", "maker"})
+
+
+def _without_table(dump: str, table: str) -> str:
+    """`dump_database` text without the section of one table."""
+    sections = dump.split("-- ")
+    return "-- ".join(part for part in sections if not part.startswith(f"{table}\n"))

@@ -4,7 +4,7 @@ checks whose messages name the JSON path and what it must be — never the value
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Hashable, Iterator
 from datetime import datetime
 
 import orjson
@@ -37,6 +37,13 @@ def load_json(data: bytes, message: str = "body is not valid JSON") -> object:
         # travel along as our exception's context. Also raised for numbers a double cannot hold.
         pass
     raise InvalidJSON(message)
+
+
+def one_of(value: object, allowed: Collection[object]) -> bool:
+    """Whether a payload value is in a code table. Payload values may be JSON arrays or objects,
+    which cannot be hashed into a set or dict lookup (a TypeError, so a 500): those are in no
+    table."""
+    return isinstance(value, Hashable) and value in allowed
 
 
 def check_count(count: int, max_readings: int) -> None:

@@ -50,6 +50,12 @@ class KeyPurpose(StrEnum):
     DEVICE_PSEUDONYM = "device-pseudonym"
     BLIND_INDEX = "blind-index"
     DEDUP = "dedup"
+    AUDIT = "audit"  # keys the audit log's hash chain (gateway/privacy/audit_chain.py)
+    # Research extracts (issue 5): per-(study, recipient) pseudonyms and per-(study, subject)
+    # date offsets, each under its own key so neither can be computed from the other.
+    STUDY_PSEUDONYM = "study-pseudonym"
+    DATE_SHIFT = "date-shift"
+    CURSOR = "cursor"  # signs FHIR search paging cursors (gateway/privacy/cursors.py)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -227,7 +233,13 @@ def _problems(
         yield f"unknown key purposes {sorted(map(str, extra))}"
     for purpose in KeyPurpose:
         versions = keys.get(purpose, {})
-        if not versions:
+        if not versions and purpose is KeyPurpose.AUDIT:
+            # No deployment predates the audit log, so there is no upgrade path to offer yet.
+            yield (
+                "no audit keys: the file predates the audit log (issue 6); "
+                "create the zone's keys with `wearable-gateway keys init`"
+            )
+        elif not versions:
             yield f"no {purpose} keys"
         elif purpose not in active:
             yield f"no active {purpose} version"

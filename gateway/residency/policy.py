@@ -3,13 +3,24 @@ move it elsewhere is refused, never forwarded, and the refusal names the zone, n
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 
 from gateway.errors import Forbidden, GatewayError, ZoneNotServed
 from gateway.models import Rejection, RejectionCode
 
+# Zone names are configuration vocabulary (gateway.settings: `[a-z][a-z0-9]{0,15}`). A zone a
+# client declared is named back only when it has that form; anything else is payload, and
+# refusals never echo payload (a test posts SQL, traversal and canaries through them).
+_ZONE_NAME = re.compile(r"[a-z][a-z0-9]{0,15}")
+
 
 def _wrong_zone(home: str, served: Collection[str]) -> Rejection:
+    if not _ZONE_NAME.fullmatch(home):
+        return Rejection(
+            RejectionCode.WRONG_ZONE,
+            "the reading's declared home zone is not a zone this gateway serves",
+        )
     if home in served:
         return Rejection(
             RejectionCode.WRONG_ZONE,
@@ -40,7 +51,8 @@ def enrolment_zone_error(
     *, requested: str, credential_zone: str, served: Collection[str]
 ) -> GatewayError | None:
     if requested not in served:
-        return ZoneNotServed(f"zone {requested} is not served by this gateway")
+        named = f"zone {requested}" if _ZONE_NAME.fullmatch(requested) else "the requested zone"
+        return ZoneNotServed(f"{named} is not served by this gateway")
     if requested != credential_zone:
         return Forbidden(
             f"a credential of zone {credential_zone} cannot enrol subjects in zone {requested}"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from gateway.errors import Forbidden, Unauthenticated
 from gateway.privacy import issue_api_key, parse_api_key, verify_secret
+from gateway.services.audit import AuditAction, AuditOutcome, record
 from gateway.services.zones import ZoneDirectory
 from gateway.storage import CredentialKind
 
@@ -42,7 +43,11 @@ async def authenticate(
 ) -> Principal:
     parsed = parse_api_key(bearer_token(authorization))
     zone = zones.require(parsed.zone)
-    stored = await zone.db.credentials.get(parsed.key_id)
+    stored = zone.lookups.credentials.get(parsed.key_id)
+    if stored is None:
+        stored = await zone.db.credentials.get(parsed.key_id)
+        if stored is not None:
+            zone.lookups.credentials.put(parsed.key_id, stored)
     valid = verify_secret(parsed.secret, stored.secret_hash if stored else _NO_SUCH_KEY)
     if stored is None or not valid or stored.revoked_at is not None:
         raise Unauthenticated("API key is not valid")
@@ -51,14 +56,39 @@ async def authenticate(
     return Principal(zone=zone.name, kind=stored.kind, owner=stored.owner, key_id=stored.key_id)
 
 
+# Who runs `wearable-gateway` commands: the audit log names the role, not the person.
+OPERATOR = "operator"
+
+
 async def add_credential(
-    zones: ZoneDirectory, *, zone: str, kind: CredentialKind, owner: str
+    zones: ZoneDirectory, *, zone: str, kind: CredentialKind, owner: str, actor: str = OPERATOR
 ) -> NewCredential:
     target = zones.require(zone)
     issued = issue_api_key(target.name)
     await target.db.credentials.add(issued.key_id, kind, owner, issued.secret_hash)
+    await record(
+        target,
+        action=AuditAction.CREDENTIAL_ISSUE,
+        actor=actor,
+        subject=None,
+        outcome=AuditOutcome.SUCCESS,
+        detail={"key_id": issued.key_id, "kind": kind, "owner": owner},
+    )
     return NewCredential(key_id=issued.key_id, token=issued.token)
 
 
-async def revoke_credential(zones: ZoneDirectory, *, zone: str, key_id: str) -> bool:
-    return await zones.require(zone).db.credentials.revoke(key_id)
+async def revoke_credential(
+    zones: ZoneDirectory, *, zone: str, key_id: str, actor: str = OPERATOR
+) -> bool:
+    target = zones.require(zone)
+    revoked = await target.db.credentials.revoke(key_id)
+    target.lookups.credentials.invalidate(key_id)
+    await record(
+        target,
+        action=AuditAction.CREDENTIAL_REVOKE,
+        actor=actor,
+        subject=None,
+        outcome=AuditOutcome.SUCCESS if revoked else AuditOutcome.REFUSED,
+        detail={"key_id": key_id},
+    )
+    return revoked

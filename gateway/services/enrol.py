@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from gateway.errors import BadRequest, Forbidden
 from gateway.models import Enrolment
 from gateway.residency import enrolment_zone_error
+from gateway.services.audit import AuditAction, AuditOutcome, record
 from gateway.services.auth import Principal
 from gateway.services.zones import ZoneDirectory
 from gateway.storage import StoredSubject
@@ -54,5 +55,21 @@ async def enrol(zones: ZoneDirectory, principal: Principal, enrolment: Enrolment
             identity=sealed.ciphertext,
         ),
         blind_indexes,
+    )
+    await record(
+        zone,
+        action=AuditAction.ENROL,
+        actor=principal.key_id,
+        subject=pseudonym,
+        outcome=AuditOutcome.SUCCESS,
+        # Counts and flags only: the identifiers themselves never reach the audit log.
+        detail={
+            "site": enrolment.site,
+            "identifiers": len(enrolment.identifiers),
+            "consent": {
+                "research": enrolment.consent.research,
+                "cross_border": enrolment.consent.cross_border,
+            },
+        },
     )
     return Enrolled(zone=zone.name, pseudonym=pseudonym)

@@ -86,7 +86,20 @@ async def ingest(
         index: _observation(zone, ctx, reading, subjects[index])
         for index, reading in readings.items()
     }
-    stored_outcomes = await zone.db.observations.insert_many(list(rows.values()))
+    stored_outcomes = await zone.db.writer.write(list(rows.values()))
+    # Which devices each subject uses, for FHIR Device reads (no serial number: the pseudonym).
+    await zone.db.devices.record(
+        [
+            (
+                row.subject,
+                row.device,
+                readings[i].device.model,
+                readings[i].device.manufacturer,
+                row.issued,
+            )
+            for i, row in rows.items()
+        ]
+    )
 
     await zone.db.dead_letters.add_many(
         [
@@ -114,7 +127,14 @@ async def ingest(
 
 async def _resolve_subjects(zone: Zone, readings: dict[int, Reading]) -> dict[int, str]:
     blind = {index: zone.pseudonyms.blind_index(r.subject) for index, r in readings.items()}
-    found = await zone.db.subjects.resolve(list(blind.values()))
+    cache = zone.lookups.subjects
+    found = {b: s for b in set(blind.values()) if (s := cache.get(b)) is not None}
+    missing = [b for b in set(blind.values()) if b not in found]
+    if missing:
+        fetched = await zone.db.subjects.resolve(missing)
+        for index_value, subject in fetched.items():
+            cache.put(index_value, subject)
+        found |= fetched
     return {index: found[b] for index, b in blind.items() if b in found}
 
 

@@ -4,10 +4,13 @@ once by the composition root; services receive it instead of reaching for global
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.errors import ZoneNotServed
 from gateway.privacy import IdentityVault, Pseudonymiser, ZoneKeyRing
+from gateway.privacy.audit_chain import AuditChain
+from gateway.privacy.cursors import CursorSigner
+from gateway.services.cache import DEFAULT_TTL_SECONDS, LookupCaches
 from gateway.storage import ZoneDatabase
 
 
@@ -17,10 +20,23 @@ class Zone:
     db: ZoneDatabase
     pseudonyms: Pseudonymiser
     vault: IdentityVault
+    cursors: CursorSigner  # FHIR search paging
+    audit: AuditChain  # seals the zone's audit log (issue 6)
+    lookups: LookupCaches = field(default_factory=LookupCaches)
 
     @classmethod
-    def build(cls, db: ZoneDatabase, keyring: ZoneKeyRing) -> Zone:
-        return cls(db.zone, db, Pseudonymiser(keyring), IdentityVault(keyring))
+    def build(
+        cls, db: ZoneDatabase, keyring: ZoneKeyRing, *, cache_seconds: float = DEFAULT_TTL_SECONDS
+    ) -> Zone:
+        return cls(
+            db.zone,
+            db,
+            Pseudonymiser(keyring),
+            IdentityVault(keyring),
+            CursorSigner(keyring),
+            AuditChain(keyring),
+            LookupCaches.with_ttl(cache_seconds),
+        )
 
 
 class ZoneDirectory(Mapping[str, Zone]):

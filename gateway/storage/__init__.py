@@ -12,14 +12,17 @@ from gateway.storage.database import (
 )
 from gateway.storage.schema import LATEST_VERSION
 from gateway.storage.subjects import StoredSubject
+from gateway.storage.writer import Overloaded, WriterSettings
 
 __all__ = [
     "LATEST_VERSION",
     "UNAVAILABLE_ERRORS",
     "CredentialKind",
+    "Overloaded",
     "PoolUsage",
     "StoredCredential",
     "StoredSubject",
+    "WriterSettings",
     "ZoneDatabase",
     "dsn_with_database",
     "ensure_database",

@@ -14,12 +14,15 @@ import asyncpg
 
 from gateway.errors import ZoneUnavailable
 from gateway.storage import schema
+from gateway.storage.audit import AuditStore
 from gateway.storage.credentials import CredentialStore
 from gateway.storage.dead_letters import DeadLetterStore
 from gateway.storage.notifications import NotificationStore
 from gateway.storage.observations import ObservationStore
+from gateway.storage.search import DeviceStore, FhirSearchStore
 from gateway.storage.smart import SmartClientStore
 from gateway.storage.subjects import SubjectStore
+from gateway.storage.writer import BatchObserver, GroupCommitWriter, WriterSettings
 
 # Connection-level failures that mean "the zone's database is not answering", as opposed to a
 # query that PostgreSQL itself refused.
@@ -63,6 +66,7 @@ class PoolUsage:
     size: int
     idle: int
     max_size: int
+    queued_rows: int  # rows waiting for the group-commit writer
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -78,16 +82,30 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 class ZoneDatabase:
-    def __init__(self, zone: str, pool: asyncpg.Pool, max_size: int) -> None:
+    def __init__(
+        self,
+        zone: str,
+        pool: asyncpg.Pool,
+        max_size: int,
+        writer_settings: WriterSettings | None = None,
+        on_batch: BatchObserver | None = None,
+    ) -> None:
         self.zone = zone
         self._pool = pool
         self._max_size = max_size
         self.subjects = SubjectStore(pool)
         self.observations = ObservationStore(pool)
+        # Every Observation write of the zone goes through this one queue (group commit).
+        self.writer = GroupCommitWriter(
+            self.observations, writer_settings, is_unavailable=is_unavailable, on_batch=on_batch
+        )
         self.credentials = CredentialStore(pool)
         self.dead_letters = DeadLetterStore(pool)
         self.smart = SmartClientStore(pool)
+        self.search = FhirSearchStore(pool)  # FHIR reads and searches (issue 4)
+        self.devices = DeviceStore(pool)
         self.notifications = NotificationStore(pool)
+        self.audit = AuditStore(pool)
 
     @classmethod
     async def connect(
@@ -99,6 +117,8 @@ class ZoneDatabase:
         max_size: int = 10,
         command_timeout: float = 10.0,
         check_schema: bool = True,
+        writer_settings: WriterSettings | None = None,
+        on_batch: BatchObserver | None = None,
     ) -> ZoneDatabase:
         try:
             pool = await asyncpg.create_pool(
@@ -106,13 +126,15 @@ class ZoneDatabase:
                 min_size=min_size,
                 max_size=max_size,
                 command_timeout=command_timeout,
+                # A database that accepts TCP but never answers must fail as fast as a query.
+                timeout=command_timeout,
                 init=_init_connection,
                 # Each zone's sessions identify themselves in pg_stat_activity.
                 server_settings={"application_name": f"wearable-gateway/{zone}"},
             )
         except UNAVAILABLE_ERRORS as exc:
             raise ZoneUnavailable(f"zone {zone}: database did not answer") from exc
-        database = cls(zone, pool, max_size)
+        database = cls(zone, pool, max_size, writer_settings, on_batch)
         if check_schema:
             try:
                 async with pool.acquire() as conn:
@@ -120,9 +142,12 @@ class ZoneDatabase:
             except BaseException:
                 await pool.close()
                 raise
+        database.writer.start()
         return database
 
     async def close(self) -> None:
+        """Write what is queued, then close the pool."""
+        await self.writer.stop()
         await self._pool.close()
 
     async def ping(self, limit_seconds: float = 2.0) -> bool:
@@ -137,7 +162,10 @@ class ZoneDatabase:
 
     def usage(self) -> PoolUsage:
         return PoolUsage(
-            size=self._pool.get_size(), idle=self._pool.get_idle_size(), max_size=self._max_size
+            size=self._pool.get_size(),
+            idle=self._pool.get_idle_size(),
+            max_size=self._max_size,
+            queued_rows=self.writer.queued_rows,
         )
 
 

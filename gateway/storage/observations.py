@@ -14,11 +14,19 @@ _PARTITION_LOCK_ID = 0x5747_0002
 # single-key locks above (PostgreSQL §9.27.10, "Advisory Lock Functions").
 _RECORD_LOCK_CLASS = 0x5747_0003
 
+# Rows go in primary-key order: two concurrent batches sharing readings then wait on each other's
+# uncommitted keys in the same order and cannot deadlock (40P01), which unordered inserts did
+# under sustained ingest with the writer's concurrent batches (issue 8's fault tests). The
+# ordinality keeps the first copy of a key within a batch the one stored.
 _INSERT = """
 INSERT INTO observations (subject, id, code, device, effective_start, effective_end, issued,
                           source_format, resource)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-                     $6::timestamptz[], $7::timestamptz[], $8::text[], $9::jsonb[])
+SELECT subject, id, code, device, effective_start, effective_end, issued, source_format, resource
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+            $6::timestamptz[], $7::timestamptz[], $8::text[], $9::jsonb[])
+     WITH ORDINALITY AS r(subject, id, code, device, effective_start, effective_end, issued,
+                          source_format, resource, n)
+ORDER BY subject, id, effective_start, n
 ON CONFLICT DO NOTHING
 RETURNING id
 """

@@ -24,6 +24,7 @@ from gateway.services.auth import authenticate
 from gateway.services.bulk_ingest import BulkTally, ingest_batches
 from gateway.web.keys import METRICS, SETTINGS, ZONES
 from gateway.web.middleware import request_id
+from gateway.web.ratelimit import throttle
 from gateway.web.responses import error_response, json_response
 
 log = logging.getLogger("gateway.ingest")
@@ -53,6 +54,7 @@ async def post_export(request: web.Request) -> web.Response:
     principal = await authenticate(
         request.app[ZONES], request.headers.get("Authorization"), kind="vendor"
     )
+    throttle(request, zone=principal.zone, credential_id=principal.key_id)
     if request.content_type not in XML_TYPES:
         raise UnsupportedMediaType("an export upload is application/xml (Apple Health export.xml)")
     subject = _subject(request.query)

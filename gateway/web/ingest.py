@@ -14,6 +14,7 @@ from gateway.services.auth import authenticate
 from gateway.services.ingest import IngestResult, ingest
 from gateway.web.keys import ADAPTERS, METRICS, SETTINGS, ZONES
 from gateway.web.middleware import request_id
+from gateway.web.ratelimit import throttle
 from gateway.web.responses import json_response
 
 log = logging.getLogger("gateway.ingest")
@@ -57,6 +58,7 @@ async def post_readings(request: web.Request) -> web.Response:
     principal = await authenticate(
         request.app[ZONES], request.headers.get("Authorization"), kind="vendor"
     )
+    throttle(request, zone=principal.zone, credential_id=principal.key_id)
     if request.content_type not in adapter.media_types:
         raise UnsupportedMediaType(
             f"format {adapter.name} accepts {', '.join(sorted(adapter.media_types))}"
@@ -89,7 +91,6 @@ async def post_readings(request: web.Request) -> web.Response:
     for outcome_ in result.outcomes:
         if outcome_.rejection is not None:
             metrics.rejections.labels(adapter.name, ctx.zone, str(outcome_.rejection.code)).inc()
-    metrics.batch_size.labels(ctx.zone).observe(len(items) - result.count(Outcome.REJECTED))
     event(
         log,
         "ingest.completed",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -11,7 +12,11 @@ from gateway.metrics import GatewayMetrics
 from gateway.services.zones import ZoneDirectory
 from gateway.settings import Settings
 
+if TYPE_CHECKING:  # gateway.web.ratelimit reads its AppKey from here
+    from gateway.web.ratelimit import TokenBuckets
+
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", GatewayMetrics)
 ZONES = web.AppKey("zones", ZoneDirectory)
 ADAPTERS: web.AppKey[Mapping[str, Adapter]] = web.AppKey("adapters")
+RATE_LIMITS: web.AppKey[TokenBuckets] = web.AppKey("rate_limits")

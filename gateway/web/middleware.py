@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler
 from gateway.errors import GatewayError, PayloadTooLarge, ZoneUnavailable
 from gateway.logs import event
 from gateway.storage import is_unavailable
+from gateway.web.fhir.outcome import as_operation_outcome
 from gateway.web.keys import METRICS
 from gateway.web.responses import error_response, json_response
 
@@ -40,7 +41,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     status = 500
     try:
-        response = await _render_errors(request, handler)
+        # Under /fhir every error is an OperationOutcome (issue 4).
+        response = as_operation_outcome(request, await _render_errors(request, handler))
         status = response.status
         response.headers["X-Request-ID"] = request[REQUEST_ID]
         return response

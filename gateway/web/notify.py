@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from gateway.logs import event
@@ -26,6 +27,7 @@ from gateway.services.notifications import (
 )
 from gateway.web.keys import METRICS, SETTINGS, ZONES
 from gateway.web.middleware import request_id
+from gateway.web.ratelimit import throttle
 
 log = logging.getLogger("gateway.notify")
 
@@ -38,9 +40,11 @@ _FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-da
 async def _principal(request: web.Request) -> Principal:
     # The path token is an ordinary vendor API key; `authenticate` reads it as a bearer token so
     # both ways in share one check (format, constant-time secret, revocation, kind).
-    return await authenticate(
+    principal = await authenticate(
         request.app[ZONES], f"Bearer {request.match_info['token']}", kind="vendor"
     )
+    throttle(request, zone=principal.zone, credential_id=principal.key_id)
+    return principal
 
 
 async def check_withings(request: web.Request) -> web.Response:
@@ -61,7 +65,9 @@ async def post_withings(request: web.Request) -> web.Response:
     try:
         try:
             form = await request.post()
-        except ValueError as exc:  # undecodable percent-escapes, broken multipart framing
+        # Undecodable percent-escapes, an unknown charset, broken multipart framing or part
+        # headers: all the client's doing.
+        except (ValueError, LookupError, HttpProcessingError) as exc:
             raise BadRequest("the body is not a readable form") from exc
         result = await record_withings_notification(request.app[ZONES], principal, form)
     except BadRequest:

@@ -5,7 +5,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, RateLimited
 
 
 def json_response(body: Any, *, status: int = 200) -> web.Response:
@@ -20,6 +20,8 @@ def error_response(error: GatewayError, request_id: str, **extra: Any) -> web.Re
         {"error": {"code": error.code, "message": error.message}, "request_id": request_id} | extra,
         status=error.status,
     )
-    if error.status == 503:
+    if isinstance(error, RateLimited):
+        response.headers["Retry-After"] = str(error.retry_after)
+    elif error.status == 503:
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.web import health, healthkit_export, ingest, notify, smart, subjects
+from gateway.web.fhir import device, metadata, observation, patient
 
 
 def setup_routes(app: web.Application) -> None:
@@ -21,3 +22,18 @@ def setup_routes(app: web.Application) -> None:
     # Withings cannot send an Authorization header: the vendor key is the last path segment.
     app.router.add_get("/v1/notify/withings/{token}", notify.check_withings)  # and HEAD
     app.router.add_post("/v1/notify/withings/{token}", notify.post_withings)
+    # FHIR R4 read API for clinics (issue 4). `$lastn` and `_search` come before `{id}`, which
+    # would otherwise match them.
+    app.router.add_get("/fhir/metadata", metadata.get_metadata)
+    app.router.add_get("/fhir/Observation", observation.search)
+    app.router.add_post("/fhir/Observation/_search", observation.search)
+    app.router.add_get("/fhir/Observation/$lastn", observation.last_n)
+    app.router.add_get("/fhir/Observation/{id}", observation.read)
+    app.router.add_get("/fhir/Observation/{id}/_history", observation.history)
+    app.router.add_get("/fhir/Observation/{id}/_history/{vid}", observation.vread)
+    app.router.add_get("/fhir/Patient", patient.search)
+    app.router.add_post("/fhir/Patient/_search", patient.search)
+    app.router.add_get("/fhir/Patient/{id}", patient.read)
+    app.router.add_get("/fhir/Device", device.search)
+    app.router.add_post("/fhir/Device/_search", device.search)
+    app.router.add_get("/fhir/Device/{id}", device.read)

@@ -10,6 +10,7 @@ import logging
 from datetime import UTC, datetime
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.logs import event
 from gateway.services.smart import (
@@ -48,7 +49,10 @@ def _oauth_error(error: TokenRequestError) -> web.Response:
 async def _form(request: web.Request) -> dict[str, str]:
     if request.content_type != _FORM:
         raise TokenRequestError(f"the token request must be {_FORM} (RFC 6749 §4.4.2)")
-    raw = await request.post()
+    try:
+        raw = await request.post()
+    except (ValueError, LookupError, HttpProcessingError) as exc:  # e.g. an unknown charset
+        raise TokenRequestError("the token request body is not a readable form") from exc
     form: dict[str, str] = {}
     for name, value in raw.items():
         # RFC 6749 §3.2: "Request and response parameters MUST NOT be included more than once."

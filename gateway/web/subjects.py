@@ -18,6 +18,7 @@ from gateway.services.auth import authenticate
 from gateway.services.enrol import enrol
 from gateway.web.keys import METRICS, ZONES
 from gateway.web.middleware import request_id
+from gateway.web.ratelimit import throttle
 from gateway.web.responses import json_response
 
 log = logging.getLogger("gateway.subjects")
@@ -96,6 +97,7 @@ async def post_subject(request: web.Request) -> web.Response:
     principal = await authenticate(
         request.app[ZONES], request.headers.get("Authorization"), kind="clinic"
     )
+    throttle(request, zone=principal.zone, credential_id=principal.key_id)
     if request.content_type != "application/json":
         raise UnsupportedMediaType("enrolment accepts application/json")
     enrolment = parse_enrolment(await request.read())

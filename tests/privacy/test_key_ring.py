@@ -74,6 +74,10 @@ def test_purposes_are_the_documented_set() -> None:
         "device-pseudonym",
         "blind-index",
         "dedup",
+        "audit",
+        "study-pseudonym",
+        "date-shift",
+        "cursor",
     ]
 
 
@@ -194,6 +198,7 @@ CORRUPTIONS = [
     ("zone-missing", ("zone",), DELETE, "has no valid zone name"),
     ("zone-invalid", ("zone",), "c/n", "has no valid zone name"),
     ("missing-purpose", ("keys", "dedup"), DELETE, "no dedup keys"),
+    ("predates-audit", ("keys", "audit"), DELETE, "no audit keys: the file predates the audit"),
     ("missing-active", ("active", "kek"), DELETE, "no active kek version"),
     ("active-absent", ("active", "blind-index"), 2, "active blind-index version 2 has no key"),
     ("active-not-int", ("active", "kek"), "1", "active kek version is not a positive integer"),

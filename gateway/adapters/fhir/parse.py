@@ -31,7 +31,13 @@ from urllib.parse import parse_qs
 from fhir.resources.R4B.observation import Observation
 from pydantic import ValidationError
 
-from gateway.adapters.common import check_count, load_json, media_essence, ndjson_documents
+from gateway.adapters.common import (
+    check_count,
+    load_json,
+    media_essence,
+    ndjson_documents,
+    one_of,
+)
 from gateway.adapters.fhir.codes import COMPONENT_CODES, MEASURE_CODES, SYSTEM_ALIASES
 from gateway.errors import BadRequest, UnsupportedMediaType
 from gateway.measures.table import MEASURES
@@ -111,7 +117,7 @@ class FhirAdapter:
         )
 
     def _parse_bundle(self, bundle: dict[str, object]) -> list[ParsedItem]:
-        if bundle.get("type") not in BUNDLE_TYPES:
+        if not one_of(bundle.get("type"), BUNDLE_TYPES):
             raise BadRequest("Bundle.type must be batch, transaction or collection")
         entries = bundle.get("entry")
         if not isinstance(entries, list) or not entries:
@@ -192,7 +198,7 @@ def _observation(
         raise _invalid(
             f"{path} is not a valid FHIR R4 Observation: {_error_paths(error)}"
         ) from None
-    if raw.get("status") not in READING_STATUSES:
+    if not one_of(raw.get("status"), READING_STATUSES):
         raise _invalid(f"{path}.status must be one of {', '.join(sorted(READING_STATUSES))}")
     if "valueSampledData" in raw:
         raise _Rejected(

@@ -38,6 +38,7 @@ from typing import TypeGuard
 import orjson
 
 from gateway.adapters.base import TooManyReadings
+from gateway.adapters.common import one_of
 from gateway.adapters.healthconnect.records import (
     GLUCOSE_SPECIMEN_ACCEPTED,
     GLUCOSE_SPECIMEN_KNOWN,
@@ -168,10 +169,11 @@ def _record_items(raw: object, path: str, subject: Identifier) -> list[ParsedIte
 def _kind(
     record: Mapping[str, object], path: str
 ) -> PointRecord | PanelRecord | IntervalRecord | SeriesRecord:
-    names = {record[key] for key in ("recordType", "type") if key in record}
-    if len(names) != 1:
+    # A list, not a set: the values may be any JSON, arrays and objects (unhashable) included.
+    names = [record[key] for key in ("recordType", "type") if key in record]
+    if not names or any(name != names[0] for name in names):
         raise _InvalidShape(path, "must have one record type in recordType or type")
-    (raw,) = names
+    raw = names[0]
     if not _is_text(raw, MAX_NAME_LENGTH):
         raise _InvalidShape(f"{path}.type", f"must be a string of 1-{MAX_NAME_LENGTH} characters")
     name = raw.removesuffix("Record")
@@ -339,9 +341,11 @@ def _reading(
 
 def _check_specimen(record: Mapping[str, object], path: str) -> None:
     source = record.get("specimenSource")
-    if source is None or (not isinstance(source, bool) and source in GLUCOSE_SPECIMEN_ACCEPTED):
+    if source is None or (
+        not isinstance(source, bool) and one_of(source, GLUCOSE_SPECIMEN_ACCEPTED)
+    ):
         return
-    if isinstance(source, bool) or source not in GLUCOSE_SPECIMEN_KNOWN:
+    if isinstance(source, bool) or not one_of(source, GLUCOSE_SPECIMEN_KNOWN):
         raise _InvalidShape(
             f"{path}.specimenSource", "must be a Health Connect specimen source name or number"
         )

@@ -29,7 +29,14 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 
-from gateway.adapters.common import RFC3339, at, check_count, load_json, media_essence
+from gateway.adapters.common import (
+    RFC3339,
+    at,
+    check_count,
+    load_json,
+    media_essence,
+    one_of,
+)
 from gateway.adapters.omh.schemas import (
     DESCRIPTIVE_STATISTICS,
     DURATION_SECONDS,
@@ -216,7 +223,8 @@ def _ieee_device(raw: object, header_path: str) -> DeviceInfo:
 
 
 def _modality(raw: object, path: str) -> None:
-    if raw is not None and raw not in _MODALITIES:
+    # Any JSON value may arrive here; only a string can be hashed into the set.
+    if raw is not None and not (isinstance(raw, str) and raw in _MODALITIES):
         raise _shape(path, f"must be one of: {', '.join(sorted(_MODALITIES))}")
 
 
@@ -275,10 +283,10 @@ def _quantity(raw: object, path: str, units: Mapping[str, str]) -> Quantity:
 
 def _qualifiers(body: Mapping[str, object], mapping: SchemaMapping, path: str) -> None:
     for field, allowed in QUALIFIERS.items():
-        if field in body and body[field] not in allowed:
+        if field in body and not one_of(body[field], allowed):
             raise _shape(f"{path}.{field}", "must be a value of its Open mHealth value set")
     specimen = body.get("specimen_source")
-    if specimen is not None and specimen not in GLUCOSE_SPECIMENS:
+    if specimen is not None and not one_of(specimen, GLUCOSE_SPECIMENS):
         raise _Invalid(
             RejectionCode.UNSUPPORTED_TYPE,
             f"{path}.specimen_source: only capillary blood glucose is supported",

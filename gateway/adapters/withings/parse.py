@@ -330,7 +330,8 @@ def _group_readings(
         try:
             meastype, value = _measure(entry, f"{path}.measures[{index}]")
         except _InvalidShape as invalid:
-            if isinstance(entry, dict) and entry.get("type") in _PRESSURE_TYPES:
+            # `type` may be any JSON value here, unhashable ones included: compare, never hash.
+            if isinstance(entry, dict) and any(entry.get("type") == t for t in _PRESSURE_TYPES):
                 pressure.fail(index, invalid)
                 items.append(None)
             else:

@@ -1,0 +1,174 @@
+"""Device model -> model family, for research extracts.
+
+An exact model ("Watch6,2", "BPM Connect", Withings model id 45) narrows a subject down far more
+than the kind of device does, and study results rarely depend on it; the family is what a
+researcher needs to judge the measurement method. Anything not in these tables becomes
+"other" rather than passing through: an unknown string may be a serial or a person's name.
+
+The tables are data; each block names its source.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
+
+UNKNOWN_FAMILY: Final = "other"
+
+APPLE_WATCH: Final = "Apple Watch"
+IPHONE: Final = "iPhone"
+WITHINGS_SCALE: Final = "Withings scale"
+WITHINGS_BPM: Final = "Withings BPM"
+WITHINGS_TRACKER: Final = "Withings activity tracker"
+WITHINGS_SLEEP: Final = "Withings sleep sensor"
+WITHINGS_THERMOMETER: Final = "Withings thermometer"
+PHONE_APP: Final = "phone app"
+
+# Withings model names, matched case-insensitively. Source: Withings API reference, "User v2 -
+# Getdevice", field `model` ("Value can be: …"), https://developer.withings.com/api-reference,
+# and the same names in Getmeas / Getintradayactivity `model` fields.
+_WITHINGS_NAMES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "withings wbs01": WITHINGS_SCALE,
+        "ws30": WITHINGS_SCALE,
+        "kid scale": WITHINGS_SCALE,
+        "smart body analyzer": WITHINGS_SCALE,
+        "body+": WITHINGS_SCALE,
+        "body cardio": WITHINGS_SCALE,
+        "body": WITHINGS_SCALE,
+        "body scan": WITHINGS_SCALE,
+        "body pro": WITHINGS_SCALE,
+        "body comp": WITHINGS_SCALE,
+        "body smart": WITHINGS_SCALE,
+        "wbs10": WITHINGS_SCALE,
+        "wbs11": WITHINGS_SCALE,
+        "withings blood pressure monitor v1": WITHINGS_BPM,
+        "withings blood pressure monitor v2": WITHINGS_BPM,
+        "withings blood pressure monitor v3": WITHINGS_BPM,
+        "bpm core": WITHINGS_BPM,
+        "bpm connect": WITHINGS_BPM,
+        "bpm connect pro": WITHINGS_BPM,
+        "bpm pro 2": WITHINGS_BPM,
+        "bpm vision": WITHINGS_BPM,
+        "pulse": WITHINGS_TRACKER,
+        "activite": WITHINGS_TRACKER,
+        "activite (pop, steel)": WITHINGS_TRACKER,
+        "withings go": WITHINGS_TRACKER,
+        "activite steel hr": WITHINGS_TRACKER,
+        "activite steel hr sport edition": WITHINGS_TRACKER,
+        "pulse hr": WITHINGS_TRACKER,
+        "move": WITHINGS_TRACKER,
+        "move ecg": WITHINGS_TRACKER,
+        "scanwatch": WITHINGS_TRACKER,
+        "aura dock": WITHINGS_SLEEP,
+        "aura sensor": WITHINGS_SLEEP,
+        "aura sensor v2": WITHINGS_SLEEP,
+        "sleep analyzer": WITHINGS_SLEEP,
+        "thermo": WITHINGS_THERMOMETER,
+    }
+)
+
+# Withings numeric model ids (Heart v2 `model`, Sleep `model_id`; the withings adapter keeps them
+# as decimal text). Source: joostlek/python-withings (aiowithings), src/aiowithings/models.py,
+# `DeviceModel`, which transcribes the Withings API reference. Ids of phone step counters and
+# other apps' feeds (1051-1062) are "phone app": no Withings hardware measured them.
+_WITHINGS_MODEL_IDS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "1": WITHINGS_SCALE,
+        "2": WITHINGS_SCALE,
+        "3": WITHINGS_SCALE,
+        "4": WITHINGS_SCALE,
+        "5": WITHINGS_SCALE,
+        "6": WITHINGS_SCALE,
+        "7": WITHINGS_SCALE,
+        "9": WITHINGS_SCALE,
+        "10": WITHINGS_SCALE,
+        "11": WITHINGS_SCALE,
+        "12": WITHINGS_SCALE,
+        "13": WITHINGS_SLEEP,
+        "41": WITHINGS_BPM,
+        "42": WITHINGS_BPM,
+        "43": WITHINGS_BPM,
+        "44": WITHINGS_BPM,
+        "45": WITHINGS_BPM,
+        "46": WITHINGS_BPM,
+        "51": WITHINGS_TRACKER,
+        "52": WITHINGS_TRACKER,
+        "53": WITHINGS_TRACKER,
+        "54": WITHINGS_TRACKER,
+        "55": WITHINGS_TRACKER,
+        "58": WITHINGS_TRACKER,
+        "59": WITHINGS_TRACKER,
+        "60": WITHINGS_SLEEP,
+        "61": WITHINGS_SLEEP,
+        "63": WITHINGS_SLEEP,
+        "70": WITHINGS_THERMOMETER,
+        "90": WITHINGS_TRACKER,
+        "91": WITHINGS_TRACKER,
+        "92": WITHINGS_TRACKER,
+        "93": WITHINGS_TRACKER,
+        "1051": PHONE_APP,
+        "1052": PHONE_APP,
+        "1053": PHONE_APP,
+        "1054": PHONE_APP,
+        "1055": PHONE_APP,
+        "1056": PHONE_APP,
+        "1057": PHONE_APP,
+        "1058": PHONE_APP,
+        "1059": PHONE_APP,
+        "1060": PHONE_APP,
+        "1062": PHONE_APP,
+    }
+)
+
+# Apple hardware model identifiers, as HealthKit's HKDevice.hardwareVersion gives them (the
+# healthkit adapter stores that as the model): "Watch<major>,<minor>" for every Apple Watch,
+# "iPhone<major>,<minor>" for iPhones. Source: Apple, HKDevice.hardwareVersion
+# (https://developer.apple.com/documentation/healthkit/hkdevice/hardwareversion), and the
+# identifiers Apple lists per model in "Identify your Apple Watch" (support.apple.com/HT204507).
+_PATTERNS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
+    (re.compile(r"Watch[1-9][0-9]?,[1-9][0-9]?"), APPLE_WATCH),
+    (re.compile(r"iPhone[1-9][0-9]?,[1-9][0-9]?"), IPHONE),
+)
+
+
+@dataclass(frozen=True, eq=False)
+class ModelFamilies:
+    """A model -> family table: exact names (case-insensitive) and whole-string patterns.
+    Compared by identity: a policy refers to one table."""
+
+    names: Mapping[str, str]
+    patterns: tuple[tuple[re.Pattern[str], str], ...] = ()
+    unknown: str = UNKNOWN_FAMILY
+    # Names are matched after case folding and whitespace trimming.
+    _folded: Mapping[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        folded = {name.strip().casefold(): family for name, family in self.names.items()}
+        object.__setattr__(self, "_folded", MappingProxyType(folded))
+
+    def family(self, model: str | None) -> str:
+        """The family of `model`; `unknown` ("other") when the table does not know it."""
+        if model is None:
+            return self.unknown
+        text = model.strip()
+        found = self._folded.get(text.casefold())
+        if found is not None:
+            return found
+        for pattern, family in self.patterns:
+            if pattern.fullmatch(text):
+                return family
+        return self.unknown
+
+
+MODEL_FAMILIES: Final = ModelFamilies(
+    names=MappingProxyType({**_WITHINGS_NAMES, **_WITHINGS_MODEL_IDS}), patterns=_PATTERNS
+)
+
+
+def model_family(model: str | None, table: ModelFamilies = MODEL_FAMILIES) -> str:
+    """The model family a research extract shows instead of the device model."""
+    return table.family(model)

@@ -1,0 +1,59 @@
+"""Observation: read, vread, _history, search (GET and POST _search), $lastn."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.errors import NotFound
+from gateway.fhir.search import InvalidSearch
+from gateway.services import fhir_read
+from gateway.web.fhir.common import base_url, parse, principal, read_response, resource_id
+from gateway.web.fhir.outcome import fhir_response
+from gateway.web.keys import ZONES
+
+
+async def read(request: web.Request) -> web.Response:
+    client = await principal(request)
+    found = await fhir_read.read_observation(request.app[ZONES], client, resource_id(request))
+    return read_response(found)
+
+
+async def history(request: web.Request) -> web.Response:
+    client = await principal(request)
+    answer = await fhir_read.observation_history(
+        request.app[ZONES], client, resource_id(request), base=base_url(request)
+    )
+    return fhir_response(answer)
+
+
+async def vread(request: web.Request) -> web.Response:
+    client = await principal(request)
+    version = request.match_info["vid"]
+    if not version.isdigit() or len(version) > 18:
+        raise NotFound("no such Observation version")
+    answer = await fhir_read.read_observation_version(
+        request.app[ZONES], client, resource_id(request), int(version)
+    )
+    return read_response(answer)
+
+
+async def search(request: web.Request) -> web.Response:
+    client = await principal(request)
+    query = await parse(request, "Observation")
+    bundle = await fhir_read.search_observations(
+        request.app[ZONES], client, query, base=base_url(request)
+    )
+    return fhir_response(bundle)
+
+
+async def last_n(request: web.Request) -> web.Response:
+    client = await principal(request)
+    max_text = request.query.get("max", "1")
+    if not max_text.isdigit():
+        raise InvalidSearch("max is a positive integer")
+    # `max` is the operation's own parameter, not a search parameter: parse the rest.
+    query = await parse(request, "Observation", operation_parameters=("max",))
+    bundle = await fhir_read.last_n(
+        request.app[ZONES], client, query, int(max_text), base=base_url(request)
+    )
+    return fhir_response(bundle)

@@ -1,0 +1,25 @@
+"""Patient: read and search (`_id`, `identifier`) of the pseudonymous Patient."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.services import fhir_read
+from gateway.web.fhir.common import base_url, parse, principal, read_response, resource_id
+from gateway.web.fhir.outcome import fhir_response
+from gateway.web.keys import ZONES
+
+
+async def read(request: web.Request) -> web.Response:
+    client = await principal(request)
+    return read_response(
+        await fhir_read.read_patient(request.app[ZONES], client, resource_id(request))
+    )
+
+
+async def search(request: web.Request) -> web.Response:
+    client = await principal(request)
+    query = await parse(request, "Patient")
+    return fhir_response(
+        await fhir_read.search_patients(request.app[ZONES], client, query, base=base_url(request))
+    )
