@@ -11,8 +11,9 @@ drops it at the end. In the same run, on the same database and `observations` ta
    bare aiohttp handler (`bench.bare_server`) that only parses the same JSON body;
 2. batch ingest: 500 readings a request, 8 concurrent clients → readings/s, ratio to `COPY`;
 3. single-reading ingest: 64 connections for a fixed time → readings/s, p50/p99, ratio to bare;
-4. ingest → queryable: from a response to the Observation being readable by a direct SQL read
-   by primary key (there is no FHIR search yet);
+4. ingest → queryable: from a response to the Observation being returned by the FHIR search
+   (`GET /fhir/Observation?patient=…&_id=…`, with a SMART Backend Services token of a clinic
+   client registered with a real ES384 key);
 5. the gateway's peak RSS, and its RSS in the first vs last quarter of a sustained run.
 
 Every process it starts (PostgreSQL, gateway, bare server, load generators, profiler) is stopped
@@ -42,9 +43,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jwt
 import orjson
 import pgserver
 import psutil
+
+# The benchmark plays a clinic's backend: the key pair is the clinic's, not the gateway's.
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: TID251
+from jwt.algorithms import ECAlgorithm
 
 from bench.load import MRN_SYSTEM, SITE, latency_summary, reading, subject_value
 from gateway.adapters.native import NativeAdapter
@@ -54,6 +60,7 @@ from gateway.measures.normalise import normalise
 from gateway.models import IngestContext, ObservationRow, ParseRejection, Reading
 from gateway.privacy import Pseudonymiser, ZoneKeyRing
 from gateway.services.auth import add_credential
+from gateway.services.smart import JWT_BEARER, register_client
 from gateway.settings import Settings, ZoneSettings
 from gateway.storage import ZoneDatabase, ensure_database, migrate_database
 from gateway.storage.database import admin_connection
@@ -62,7 +69,10 @@ REPO = Path(__file__).resolve().parents[1]
 ZONE = "cn"
 ZONE_TZ = timezone(timedelta(hours=8))
 VENDOR = "bench-vendor"
-QUERYABLE_LABEL = "SQL read (FHIR search not yet built)"
+QUERYABLE_LABEL = "FHIR search (GET /fhir/Observation?patient=&_id=)"
+SMART_SCOPES = ("system/Observation.rs", "system/Patient.rs", "system/Device.rs")
+# Access tokens live at most 300 s (issue 4); a run asks for a fresh one well before that.
+TOKEN_REFRESH_S = 200.0
 COPY_COLUMNS = (
     "subject",
     "id",
@@ -214,6 +224,68 @@ async def issue_keys(dsn: str, workdir: Path) -> tuple[Path, str, str]:
         for zone in zones.values():
             await zone.db.close()
     return key_file, vendor.token, clinic.token
+
+
+@dataclass(slots=True)
+class SmartClient:
+    """A clinic backend registered for SMART Backend Services with its own ES384 key pair; it
+    gets access tokens through `POST /auth/token` exactly as a clinic would (issue 4)."""
+
+    client_id: str
+    kid: str
+    key: ec.EllipticCurvePrivateKey
+    token: str = ""
+    obtained: float = 0.0
+
+    async def access_token(self, http: aiohttp.ClientSession, base: str) -> str:
+        if self.token and time.monotonic() - self.obtained < TOKEN_REFRESH_S:
+            return self.token
+        async with http.get(f"{base}/.well-known/smart-configuration") as response:
+            token_url = str((await response.json())["token_endpoint"])
+        now = int(time.time())
+        assertion = jwt.encode(
+            {
+                "iss": self.client_id,
+                "sub": self.client_id,
+                "aud": token_url,
+                "exp": now + 240,
+                "iat": now,
+                "jti": uuid.uuid4().hex,
+            },
+            self.key,
+            algorithm="ES384",
+            headers={"kid": self.kid, "typ": "JWT"},
+        )
+        form = {
+            "grant_type": "client_credentials",
+            "client_assertion_type": JWT_BEARER,
+            "client_assertion": assertion,
+            "scope": " ".join(SMART_SCOPES),
+        }
+        async with http.post(f"{base}/auth/token", data=form) as response:
+            if response.status != 200:
+                raise RuntimeError(f"the token endpoint answered HTTP {response.status}")
+            self.token = str((await response.json())["access_token"])
+        self.obtained = time.monotonic()
+        return self.token
+
+
+async def register_smart_client(dsn: str, key_file: Path, site: str = SITE) -> SmartClient:
+    """Register a clinic client of `site` through the gateway's own code (what
+    `wearable-gateway clients add` does), with a fresh public JWKS given by value."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    kid = f"bench-{uuid.uuid4().hex[:8]}"
+    jwk: dict[str, Any] = {**ECAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": kid}
+    settings = Settings(zones={ZONE: ZoneSettings(name=ZONE, database_url=dsn, key_file=key_file)})
+    zones = await open_zones(settings, load_keyrings(settings))
+    try:
+        client_id = await register_client(
+            zones, zone=ZONE, site=site, role="clinic", jwks={"keys": [jwk]}, scopes=SMART_SCOPES
+        )
+    finally:
+        for zone in zones.values():
+            await zone.db.close()
+    return SmartClient(client_id, kid, key)
 
 
 def gateway_environment(dsn: str, key_file: Path, port: int) -> dict[str, str]:
@@ -368,6 +440,7 @@ class Run:
     base: str
     vendor: str
     clinic: str
+    smart: SmartClient
     pseudonyms: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -537,18 +610,18 @@ def single_spec(
 
 
 async def queryable_probes(run: Run, load: asyncio.Task[dict[str, Any]]) -> dict[str, Any]:
-    """While the single-reading load runs: post one reading, then read it back by primary key
-    in this process until found. Latency = response received → row read."""
+    """While the single-reading load runs: post one reading, then search for it through the
+    FHIR API (by patient and `_id`, with a SMART token) until the search returns it.
+    Latency = response received → search response that contains the Observation."""
     after_response: list[float] = []
     end_to_end: list[float] = []
     not_found = 0
     headers = {"Authorization": f"Bearer {run.vendor}", "Content-Type": "application/json"}
     base_time = datetime.now(ZONE_TZ).replace(microsecond=0) - timedelta(minutes=1)
     await asyncio.sleep(run.options.warmup)
-    async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
-        admin_connection(run.dsn) as conn,
-    ):
+    search_url = f"{run.base}/fhir/Observation"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        await run.smart.access_token(http, run.base)  # the first token is not a probe's cost
         for k in range(run.options.probes):
             if load.done():
                 break
@@ -562,14 +635,17 @@ async def queryable_probes(run: Run, load: asyncio.Task[dict[str, Any]]) -> dict
             responded = time.perf_counter()
             observation_id = answer["results"][0]["id"]
             found = False
+            token = await run.smart.access_token(http, run.base)
+            query = {"patient": subject, "_id": observation_id, "_count": "1"}
             while time.perf_counter() - responded < PROBE_DEADLINE:
-                # By primary-key prefix: `id` alone has no index (FHIR read will need one).
-                found = bool(
-                    await conn.fetchval(
-                        "SELECT 1 FROM observations WHERE subject = $1 AND id = $2",
-                        subject,
-                        observation_id,
-                    )
+                async with http.get(
+                    search_url,
+                    params=query,
+                    headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"},
+                ) as response:
+                    bundle = orjson.loads(await response.read())
+                found = response.status == 200 and any(
+                    entry["resource"]["id"] == observation_id for entry in bundle.get("entry", [])
                 )
                 if found:
                     break
@@ -739,7 +815,8 @@ async def measure(options: Options, procs: Processes, workdir: Path) -> dict[str
             gateway = await start_gateway(
                 procs, gateway_environment(dsn, key_file, port), workdir / "gateway.log"
             )
-            run = Run(options, procs, dsn, f"http://127.0.0.1:{port}", vendor, clinic)
+            smart = await register_smart_client(dsn, key_file)
+            run = Run(options, procs, dsn, f"http://127.0.0.1:{port}", vendor, clinic, smart)
             monitor = RssMonitor(gateway.pid)
             monitor.start()
             try:
@@ -752,6 +829,49 @@ async def measure(options: Options, procs: Processes, workdir: Path) -> dict[str
                 await monitor.stop()
                 await procs.stop_all()
     return results
+
+
+async def write_counters(run: Run) -> dict[str, float]:
+    """Commit, WAL and group-commit counters: this database's committed transactions
+    (`pg_stat_database`), the server's WAL syncs (`pg_stat_wal`, PostgreSQL 14+, cluster-wide:
+    other databases on the server count too) and the gateway's `gateway_storage_batch_rows`."""
+    # Backends report their statistics up to a second after a transaction ends (PostgreSQL 15+).
+    await asyncio.sleep(1.1)
+    counters: dict[str, float] = {}
+    async with admin_connection(run.dsn) as conn:
+        counters["xact_commit"] = float(
+            await conn.fetchval(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            )
+        )
+        with contextlib.suppress(Exception):  # pg_stat_wal is PostgreSQL 14+
+            wal = await conn.fetchrow("SELECT wal_records, wal_sync, wal_write FROM pg_stat_wal")
+            if wal is not None:
+                counters |= {k: float(v) for k, v in dict(wal).items()}
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
+        http.get(f"{run.base}/metrics") as response,
+    ):
+        text = await response.text()
+    for line in text.splitlines():
+        for suffix in ("_sum", "_count"):
+            if line.startswith(f"gateway_storage_batch_rows{suffix}"):
+                counters[f"batch_rows{suffix}"] = float(line.rsplit(" ", 1)[1])
+    return counters
+
+
+def counter_rates(
+    before: dict[str, float], after: dict[str, float], seconds: float
+) -> dict[str, float]:
+    delta = {k: after[k] - before[k] for k in after if k in before}
+    rates = {f"{k}_per_s": round(v / seconds, 1) for k, v in delta.items() if "batch" not in k}
+    batches = delta.get("batch_rows_count", 0.0)
+    rates["db_batches"] = batches
+    rows = delta.get("batch_rows_sum", 0.0)
+    rates["mean_batch_rows"] = round(rows / batches, 1) if batches else 0.0
+    # The 1-minute load average as the phase ends: what else wanted the 2 cores.
+    rates["load_average_1m"] = round(os.getloadavg()[0], 2)
+    return rates
 
 
 @contextlib.contextmanager
@@ -788,9 +908,12 @@ async def run_phases(
     # 2. batch ingest (profiled on request).
     checks["checkpoint_before_batch"] = await checkpoint(run.dsn)
     profiler = await start_profiler(run.procs, options, results)
+    before = await write_counters(run)
     try:
         with gateway_cpu(monitor) as cpu:
+            phase_started = time.perf_counter()
             batch = await batch_phase(run, batch_base)
+            phase_seconds = time.perf_counter() - phase_started
     finally:
         if profiler is not None:
             await run.procs.stop(profiler, signal.SIGINT)
@@ -801,12 +924,17 @@ async def run_phases(
     checks["batch_ids_same_as_copy"] = await count_stored(run.dsn, sample) == len(sample)
     batch["ratio_to_copy"] = ratio(batch["readings_per_s"], copy["rows_per_s"])
     batch["gateway_cpu_pct"] = cpu["pct"]
+    batch["writes"] = counter_rates(before, await write_counters(run), phase_seconds)
     results["batch"] = batch
 
     # 3 + 4. single readings, with the queryable probes alongside.
+    before = await write_counters(run)
     with gateway_cpu(monitor) as cpu:
+        phase_started = time.perf_counter()
         single, probes = await single_phase(run)
+        phase_seconds = time.perf_counter() - phase_started
     single["gateway_cpu_pct"] = cpu["pct"]
+    single["writes"] = counter_rates(before, await write_counters(run), phase_seconds)
     single["readings_per_s"] = single["requests_per_s"]
     single["ratio_to_bare"] = ratio(
         single["readings_per_s"], results["baselines"]["bare_handler"]["requests_per_s"]
@@ -892,6 +1020,14 @@ def table(results: dict[str, Any]) -> str:
         f"{'ingest -> queryable p50 / p99 (ms)':<46}{qlat['p50']:>6.1f} /{qlat['p99']:>6.1f}  "
         f"{queryable['label']}, {qlat['count']} probes",
         f"{'gateway peak RSS (MiB)':<46}{memory['peak_rss_mib']:>14.1f}",
+        *(
+            f"{name + ' xacts/s (incl. reads), rows/batch':<46}"
+            f"{phase['writes'].get('xact_commit_per_s', 0):>6.0f} /"
+            f"{phase['writes']['mean_batch_rows']:>6.1f}  "
+            f"WAL syncs/s {phase['writes'].get('wal_sync_per_s', 0):.0f} (server-wide), "
+            f"load avg {phase['writes']['load_average_1m']:.1f}"
+            for name, phase in (("batch", batch), ("single", single))
+        ),
         f"{'RSS first -> last quarter of soak (MiB)':<46}"
         f"{soak['first_quarter_mib']:>6.1f} ->{soak['last_quarter_mib']:>6.1f}  "
         f"{soak['change_pct']:+.1f} % over {soak['seconds']:g} s "
@@ -933,6 +1069,8 @@ async def main_async(options: Options, command: str) -> dict[str, Any]:
     }
     results["machine"] = {
         "cpus": os.cpu_count(),
+        # Other processes on the machine (test suites) share the cores: the load the run saw.
+        "load_average_after_run": [round(x, 2) for x in os.getloadavg()],
         "memory_gib": round(psutil.virtual_memory().total / 1024**3, 1),
         "python": platform.python_version(),
         "platform": platform.platform(),

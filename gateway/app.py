@@ -12,10 +12,13 @@ from gateway.errors import ConfigurationError
 from gateway.logs import event
 from gateway.metrics import GatewayMetrics
 from gateway.privacy import ZoneKeyRing
+from gateway.privacy.provider import FileKeyProvider, KeyProvider
+from gateway.services.bulk_export import ExportWorkers
+from gateway.services.key_rotation import check_keys_cover_data
 from gateway.services.zones import Zone, ZoneDirectory
-from gateway.settings import Settings
+from gateway.settings import Settings, ZoneSettings
 from gateway.storage import WriterSettings, ZoneDatabase
-from gateway.web.keys import ADAPTERS, METRICS, RATE_LIMITS, SETTINGS, ZONES
+from gateway.web.keys import ADAPTERS, EXPORT_WORKERS, METRICS, RATE_LIMITS, SETTINGS, ZONES
 from gateway.web.middleware import observe
 from gateway.web.ratelimit import TokenBuckets
 from gateway.web.routes import setup_routes
@@ -24,13 +27,16 @@ from gateway.web.timeouts import deadline
 log = logging.getLogger("gateway.app")
 
 
+def key_provider(zone: ZoneSettings) -> KeyProvider:
+    """Where the zone's keys come from. Only files today; a KMS or HSM provider would be chosen
+    here from settings, and nothing that uses the rings would change (privacy/provider.py)."""
+    if zone.key_file is None:
+        raise ConfigurationError(f"zone {zone.name}: no key file is configured")
+    return FileKeyProvider(zone.key_file)
+
+
 def load_keyrings(settings: Settings) -> dict[str, ZoneKeyRing]:
-    rings = {}
-    for name, zone in settings.zones.items():
-        if zone.key_file is None:
-            raise ConfigurationError(f"zone {name}: no key file is configured")
-        rings[name] = ZoneKeyRing.load(zone.key_file, expected_zone=name)
-    return rings
+    return {name: key_provider(zone).load(name) for name, zone in settings.zones.items()}
 
 
 async def open_zones(
@@ -56,6 +62,12 @@ async def open_zones(
                 writer_settings=writer,
                 on_batch=metrics.batch_size.labels(name).observe if metrics else None,
             )
+            try:
+                # Before serving: a ring lacking a key version the data needs must not start.
+                await check_keys_cover_data(db, keyrings[name])
+            except BaseException:
+                await db.close()
+                raise
             opened[name] = Zone.build(
                 db, keyrings[name], cache_seconds=settings.lookup_cache_seconds
             )
@@ -97,6 +109,16 @@ def create_app(
             await zone.db.close()
         event(log, "app.stopped")
 
+    async def exports_ctx(app: web.Application) -> AsyncIterator[None]:
+        # Research export jobs run in the background, one task per served zone; stopped before
+        # the zones close (cleanup contexts unwind in reverse), handing running jobs back.
+        workers = ExportWorkers(app[ZONES], rings)
+        workers.start()
+        app[EXPORT_WORKERS] = workers
+        yield
+        await workers.stop()
+
     app.cleanup_ctx.append(zones_ctx)
+    app.cleanup_ctx.append(exports_ctx)
     setup_routes(app)
     return app

@@ -1,5 +1,5 @@
 """`wearable-gateway` commands: serve, migrate, keys, vendors, clinics, clients, credentials,
-audit, demo."""
+audit, studies, demo."""
 
 from __future__ import annotations
 
@@ -7,21 +7,38 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from aiohttp import web
 
-from gateway.app import create_app, load_keyrings, open_zones
+from gateway.app import create_app, key_provider, load_keyrings, open_zones
+from gateway.cli_lifecycle import add_lifecycle_commands
 from gateway.errors import GatewayError
 from gateway.logs import configure_logging
-from gateway.privacy import ZoneKeyRing
+from gateway.privacy import KeyPurpose, ZoneKeyRing
+from gateway.privacy.provider import FileKeyProvider
+from gateway.residency.export_policy import TransferMechanism
 from gateway.services.audit import export_fhir, verify
 from gateway.services.auth import add_credential, revoke_credential
+from gateway.services.key_rotation import (
+    DEFAULT_BATCH,
+    ROTATABLE,
+    RewrapProgress,
+    check_keys_cover_data,
+    record_rewrap,
+    record_rotation,
+    record_upgrade,
+    rewrap_data_keys,
+)
 from gateway.services.smart import ROLES, register_client, revoke_client
+from gateway.services.studies import NewStudy, add_study
+from gateway.services.zones import Zone
 from gateway.settings import Settings, load_settings
-from gateway.storage import migrate_database
+from gateway.storage import ZoneDatabase, migrate_database
 from gateway.web.timeouts import HANDLER_ARGS
 
 
@@ -80,7 +97,118 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
         f"zone {args.zone}: key file written to {out} (mode 0600, fingerprint {ring.fingerprint()})"
     )
     print("Keep it in the zone's secret store; losing it makes the zone's identities unreadable.")
+    # No audit record: init only writes a file, typically before the zone's database exists, and
+    # the file holds the audit key a record would be sealed with (key_rotation.py, key events).
+    print("Nothing is recorded in the audit log: the file is new and no database is touched.")
     return 0
+
+
+@asynccontextmanager
+async def _key_zone(settings: Settings, name: str, ring: ZoneKeyRing) -> AsyncIterator[Zone]:
+    """The zone's database with `ring` (which must cover its data), for one key command."""
+    db = await ZoneDatabase.connect(name, settings.zones[name].database_url, max_size=2)
+    try:
+        await check_keys_cover_data(db, ring)
+        yield Zone.build(db, ring)
+    finally:
+        await db.close()
+
+
+def _configured_zone(settings: Settings, name: str) -> None:
+    if name not in settings.zones:
+        raise GatewayError(f"zone {name} is not configured")
+
+
+def cmd_keys_upgrade(args: argparse.Namespace) -> int:
+    added = FileKeyProvider(args.file).upgrade(args.zone)
+    if not added:
+        print(f"zone {args.zone}: {args.file} already has keys for every purpose; unchanged")
+        return 0
+    print(
+        f"zone {args.zone}: added {', '.join(added)} keys to {args.file}; every existing key is "
+        f"unchanged and the previous file is kept as {args.file.name}.bak"
+    )
+    # Recorded when the file is the configured key file of a reachable, migrated zone database.
+    # The file is upgraded first and regardless: an older file may lack the audit key itself,
+    # and upgrading usually comes before `migrate` on an older deployment.
+    try:
+        settings = load_settings(config_path=args.config, require_keys=False)
+        _configured_zone(settings, args.zone)
+        configured = settings.zones[args.zone].key_file
+        if configured is None or Path(configured).resolve() != args.file.resolve():
+            raise GatewayError(f"{args.file} is not the key file configured for zone {args.zone}")
+        ring = FileKeyProvider(args.file).load(args.zone)
+
+        async def run() -> None:
+            async with _key_zone(settings, args.zone, ring) as zone:
+                await record_upgrade(zone, added=added, ring=ring)
+
+        asyncio.run(run())
+    except GatewayError as error:
+        print(f"Not recorded in the zone's audit log ({error.message}).")
+        return 0
+    print(f"Recorded in zone {args.zone}'s audit log.")
+    return 0
+
+
+def _print_rewrap(progress: RewrapProgress) -> None:
+    print(
+        f"re-wrapped {progress.done}/{progress.total} data keys to kek version "
+        f"{progress.kek_version} ({progress.batches} batches)",
+        flush=True,
+    )
+
+
+async def _rewrap(zone: Zone, ring: ZoneKeyRing, batch: int) -> int:
+    progress = await rewrap_data_keys(zone.db, ring, batch=batch, on_batch=_print_rewrap)
+    remaining = await zone.db.subjects.count_wrapped_below(progress.kek_version)
+    await record_rewrap(zone, progress=progress, remaining=remaining)
+    if remaining:
+        # Rows written meanwhile by processes still holding the previous ring.
+        print(f"{remaining} data keys still under older kek versions: run `keys rewrap` again")
+        return 1
+    print(f"zone {zone.name}: every data key is wrapped with kek version {progress.kek_version}")
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _configured_zone(settings, args.zone)
+    purpose = KeyPurpose(args.purpose)
+    provider = key_provider(settings.zones[args.zone])
+    previous = provider.load(args.zone)
+    ring = previous.with_new_version(purpose)
+
+    async def run() -> int:
+        # The database is opened (and the current ring checked against it) before the key file
+        # changes: a rotation that cannot be audited does not start.
+        async with _key_zone(settings, args.zone, previous) as old:
+            provider.store(ring)
+            zone = Zone.build(old.db, ring)
+            await record_rotation(zone, purpose=purpose, previous=previous, ring=ring)
+            version = ring.active_version(purpose)
+            print(f"zone {args.zone}: {purpose} key version {version} added and active")
+            if purpose is not KeyPurpose.KEK:
+                print("Older versions stay in the key file; restart the zone's gateways to use it.")
+                return 0
+            if args.no_rewrap:
+                print("Restart the zone's gateways, then run `wearable-gateway keys rewrap`.")
+                return 0
+            return await _rewrap(zone, ring, args.batch)
+
+    return asyncio.run(run())
+
+
+def cmd_keys_rewrap(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _configured_zone(settings, args.zone)
+    ring = key_provider(settings.zones[args.zone]).load(args.zone)
+
+    async def run() -> int:
+        async with _key_zone(settings, args.zone, ring) as zone:
+            return await _rewrap(zone, ring, args.batch)
+
+    return asyncio.run(run())
 
 
 def _credential_command(kind: str) -> object:
@@ -167,6 +295,86 @@ def cmd_credentials_revoke(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _transfer(args: argparse.Namespace) -> TransferMechanism | None:
+    if args.transfer_mechanism is None:
+        return None
+    kind, _, reference = args.transfer_mechanism.partition(":")
+    return TransferMechanism(
+        kind=kind,
+        reference=reference,
+        tia=args.tia,
+        expires_on=date.fromisoformat(args.transfer_expires) if args.transfer_expires else None,
+    )
+
+
+def cmd_studies_add(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        study = NewStudy(
+            id=args.id,
+            title=args.title,
+            ethics_ref=args.ethics,
+            recipient_org=args.recipient_org,
+            recipient_country=args.recipient_country,
+            measures=args.measures.split(","),
+            shift_days=args.shift_days,
+            keep_weekday=args.keep_weekday,
+            resolution=args.resolution,
+            k=args.k,
+            expires_on=date.fromisoformat(args.expires),
+            researcher_clients=args.researcher_client,
+            transfer=_transfer(args),
+        )
+    except ValueError as exc:
+        raise GatewayError("dates are YYYY-MM-DD") from exc
+
+    async def run() -> int:
+        zones = await open_zones(settings, load_keyrings(settings))
+        try:
+            await add_study(zones, zone=args.zone, study=study, today=datetime.now(UTC).date())
+        finally:
+            for zone in zones.values():
+                await zone.db.close()
+        print(f"study {args.id} registered in zone {args.zone}.")
+        print(f"Researchers export it with GET /fhir/Group/{args.id}/$export.")
+        return 0
+
+    return asyncio.run(run())
+
+
+def _add_study_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    studies = sub.add_parser("studies", help="research studies (FHIR Group export)").add_subparsers(
+        dest="studies", required=True
+    )
+    add = studies.add_parser("add", help="register a study and its de-identification settings")
+    add.add_argument("--zone", required=True)
+    add.add_argument("--id", required=True, help="the study id (the FHIR Group id)")
+    add.add_argument("--title", required=True)
+    add.add_argument("--ethics", required=True, help="the ethics approval reference")
+    add.add_argument("--recipient-org", required=True)
+    add.add_argument("--recipient-country", required=True, help="ISO 3166-1 alpha-2, e.g. DE")
+    add.add_argument("--measures", required=True, help="LOINC codes, e.g. 8867-4,8480-6")
+    add.add_argument("--shift-days", type=int, required=True, help="date-shift bound in days")
+    add.add_argument("--keep-weekday", action="store_true", help="shift by whole weeks")
+    add.add_argument("--resolution", default="minute", choices=("second", "minute", "hour", "day"))
+    add.add_argument("--k", type=int, default=5, help="k of the k-anonymity gate")
+    add.add_argument("--expires", required=True, help="the study's expiry date, YYYY-MM-DD")
+    add.add_argument(
+        "--transfer-mechanism",
+        help="recipient outside the zone: cn standard-contract:ID | certification:ID | "
+        "security-assessment:ID; eu scc:module-N",
+    )
+    add.add_argument("--tia", help="eu: the transfer impact assessment id")
+    add.add_argument("--transfer-expires", help="the mechanism's expiry date, YYYY-MM-DD")
+    add.add_argument(
+        "--researcher-client",
+        action="append",
+        required=True,
+        help="a researcher client id allowed to export the study (repeatable)",
+    )
+    add.set_defaults(func=cmd_studies_add)
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
@@ -221,6 +429,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(data_dir=args.data_dir, port=args.port, once=args.once)
 
 
+def _add_keys_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = sub.add_parser("keys", help="zone key files").add_subparsers(dest="keys", required=True)
+    init = keys.add_parser("init", help="create a new zone key file")
+    init.add_argument("--zone", required=True)
+    init.add_argument("--out", type=Path, help="path of the key file (default: ZONE.keys.json)")
+    init.set_defaults(func=cmd_keys_init)
+    upgrade = keys.add_parser(
+        "upgrade", help="add keys for purposes an older key file lacks; keep every other key"
+    )
+    upgrade.add_argument("--zone", required=True)
+    upgrade.add_argument("--file", required=True, type=Path, help="the zone's key file")
+    upgrade.set_defaults(func=cmd_keys_upgrade)
+    rotate = keys.add_parser(
+        "rotate", help="add a new active key version (kek: then re-wrap every data key)"
+    )
+    rotate.add_argument("--zone", required=True)
+    rotate.add_argument("--purpose", required=True, choices=[str(p) for p in ROTATABLE])
+    rotate.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="data keys per batch")
+    rotate.add_argument(
+        "--no-rewrap",
+        action="store_true",
+        help="kek: only add the version (restart gateways, then `keys rewrap`)",
+    )
+    rotate.set_defaults(func=cmd_keys_rotate)
+    rewrap = keys.add_parser(
+        "rewrap", help="re-wrap data keys under older kek versions (resumes a rotation)"
+    )
+    rewrap.add_argument("--zone", required=True)
+    rewrap.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="data keys per batch")
+    rewrap.set_defaults(func=cmd_keys_rewrap)
+
+
 def _add_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit = sub.add_parser("audit", help="the zone's audit log").add_subparsers(
         dest="audit", required=True
@@ -254,11 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--zone", help="only this zone (default: every configured zone)")
     migrate.set_defaults(func=cmd_migrate)
 
-    keys = sub.add_parser("keys", help="zone key files").add_subparsers(dest="keys", required=True)
-    init = keys.add_parser("init", help="create a new zone key file")
-    init.add_argument("--zone", required=True)
-    init.add_argument("--out", type=Path, help="path of the key file (default: ZONE.keys.json)")
-    init.set_defaults(func=cmd_keys_init)
+    _add_keys_commands(sub)
 
     vendors = sub.add_parser("vendors", help="vendor API keys").add_subparsers(
         dest="vendors", required=True
@@ -304,6 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.set_defaults(func=cmd_credentials_revoke)
 
     _add_audit_commands(sub)
+    _add_study_commands(sub)
+    add_lifecycle_commands(sub)  # subjects consent|erase, residency report (issue 6)
 
     demo = sub.add_parser("demo", help="run everything on an embedded PostgreSQL with demo data")
     demo.add_argument("--data-dir", type=Path, default=Path(".wearable-gateway-demo"))

@@ -22,6 +22,7 @@ from aiohttp import web
 from gateway.app import create_app, load_keyrings, open_zones
 from gateway.logs import configure_logging
 from gateway.privacy import ZoneKeyRing
+from gateway.privacy.provider import FileKeyProvider
 from gateway.services.auth import add_credential
 from gateway.settings import Settings, ZoneSettings
 from gateway.storage import ensure_database, migrate_database
@@ -166,6 +167,16 @@ def _bad_readings(zone: str, other_zone: str, now: datetime) -> list[dict[str, A
     ]
 
 
+def ensure_demo_key_file(key_file: Path, zone: str) -> None:
+    """Create the demo's key file, or bring one from an older version up to date: purposes it
+    lacks get new keys and every existing key is kept, so earlier demo data stays readable."""
+    if not key_file.exists():
+        key_file.parent.mkdir(mode=0o700, exist_ok=True)
+        ZoneKeyRing.generate(zone).write(key_file)
+    else:
+        FileKeyProvider(key_file).upgrade(zone)
+
+
 async def _prepare(data_dir: Path) -> tuple[Settings, Any]:
     # Imported here: only the demo embeds a server; `serve` never loads it.
     from pgserver.postgres_server import get_server  # noqa: PLC0415
@@ -176,9 +187,7 @@ async def _prepare(data_dir: Path) -> tuple[Settings, Any]:
         dsn = await ensure_database(server.get_uri(), f"gateway_{zone}")
         await migrate_database(dsn)
         key_file = data_dir / "keys" / f"{zone}.keys.json"
-        if not key_file.exists():
-            key_file.parent.mkdir(mode=0o700, exist_ok=True)
-            ZoneKeyRing.generate(zone).write(key_file)
+        ensure_demo_key_file(key_file, zone)
         zones[zone] = ZoneSettings(name=zone, database_url=dsn, key_file=key_file)
     return Settings(zones=zones, log_level="WARNING"), server
 

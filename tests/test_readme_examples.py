@@ -27,7 +27,7 @@ def curl_commands() -> list[list[str]]:
         # One command per segment starting at a line that begins with `curl`; a JSON body may
         # span lines inside its quotes.
         for segment in re.split(r"\n(?=curl )", "\n" + block):
-            if not segment.startswith("curl ") or "-X POST" not in segment:
+            if not segment.startswith("curl ") or not re.search(r"-X (POST|PATCH|DELETE)", segment):
                 continue
             lexer = shlex.shlex(segment.replace("\\\n", " "), posix=True)
             lexer.whitespace_split = True
@@ -52,6 +52,7 @@ def request_of(argv: list[str]) -> dict[str, Any]:
         elif flag == "--data-binary":
             body = EXPORT.read_bytes()
     return {
+        "method": argv[argv.index("-X") + 1],
         "path": parts.path,
         "query": dict(parse_qsl(parts.query)),
         "headers": headers,
@@ -61,9 +62,13 @@ def request_of(argv: list[str]) -> dict[str, Any]:
 
 # The token request needs a freshly signed client assertion ($ASSERTION); tests/web/
 # test_smart_auth.py drives that flow with real keys.
-EXAMPLES = [
+REQUESTS = [
     request_of(argv) for argv in curl_commands() if not any("/auth/token" in a for a in argv)
 ]
+EXAMPLES = [r for r in REQUESTS if r["method"] == "POST"]
+# Consent change and erasure of the subject a clinic enrolled (`$PSEUDONYM`). Other non-POST
+# examples (cancelling a bulk export) need state these tests do not build: test_bulk_export.py.
+LIFECYCLE = [r for r in REQUESTS if r["method"] != "POST" and r["path"].startswith("/v1/subjects/")]
 
 
 def test_the_readme_has_a_post_example_for_every_endpoint_and_format() -> None:
@@ -105,3 +110,30 @@ async def test_a_readme_example_succeeds(
     assert answer["summary"]["created"] >= 1, answer
     assert len(await stored_observations(zone_dsns["cn"])) >= 1
     assert MRN["cn"]  # the examples use the test suite's cn MRN system
+
+
+def test_the_readme_has_a_consent_and_an_erasure_example() -> None:
+    assert {(e["method"], e["path"]) for e in LIFECYCLE} == {
+        ("PATCH", "/v1/subjects/$PSEUDONYM/consent"),
+        ("DELETE", "/v1/subjects/$PSEUDONYM"),
+    }
+
+
+@pytest.mark.parametrize("example", LIFECYCLE, ids=[e["method"] for e in LIFECYCLE])
+async def test_a_readme_consent_or_erasure_example_succeeds(
+    gateway: Gateway, zone_dsns: dict[str, str], example: dict[str, Any]
+) -> None:
+    pseudonym = await gateway.enrol("cn", "MRN-0042")
+    response = await gateway.client.request(
+        example["method"],
+        example["path"].replace("$PSEUDONYM", pseudonym),
+        params=example["query"],
+        data=example["body"],
+        headers={**example["headers"], "Authorization": f"Bearer {gateway.clinic['cn']}"},
+    )
+    answer = orjson.loads(await response.read())
+    assert response.status == 200, answer
+    assert answer["pseudonym"] == pseudonym
+    if example["method"] == "DELETE":
+        assert answer["status"] == "erased", answer
+        assert await fetch(zone_dsns["cn"], "SELECT 1 FROM subjects") == []

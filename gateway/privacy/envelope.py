@@ -79,6 +79,13 @@ class IdentityVault:
         ciphertext is untouched."""
         return self._wrap(subject, self._unwrap(subject, sealed), sealed.ciphertext)
 
+    def rewrap_key(self, subject: str, wrapped_key: bytes, kek_version: int) -> tuple[bytes, int]:
+        """A stored data key wrapped under the active kek instead: (wrapped key, kek version).
+        The data key itself, and so everything encrypted under it, is unchanged (KEK rotation)."""
+        sealed = SealedIdentity(wrapped_key=wrapped_key, kek_version=kek_version, ciphertext=b"")
+        rewrapped = self._wrap(subject, self._unwrap(subject, sealed), b"")
+        return rewrapped.wrapped_key, rewrapped.kek_version
+
     def _wrap(self, subject: str, data_key: bytes, ciphertext: bytes) -> SealedIdentity:
         version = self._keyring.active_version(KeyPurpose.KEK)
         wrapped = aead_seal(

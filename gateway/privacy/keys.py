@@ -135,8 +135,8 @@ class ZoneKeyRing:
             f"fingerprint={self.fingerprint()!r})"
         )
 
-    def write(self, path: Path) -> None:
-        """Write a new key file readable by the owner only; never replaces an existing file."""
+    def to_json(self) -> bytes:
+        """The key file's content (see the module docstring). Secret: never log it."""
         document = {
             "format": KEY_FILE_FORMAT,
             "zone": self.zone,
@@ -147,7 +147,11 @@ class ZoneKeyRing:
                 for p, versions in self.keys.items()
             },
         }
-        data = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+        return orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+
+    def write(self, path: Path) -> None:
+        """Write a new key file readable by the owner only; never replaces an existing file."""
+        data = self.to_json()
         if os.path.lexists(path):
             raise ConfigurationError(f"key file {path} already exists; refusing to overwrite it")
         try:
@@ -180,26 +184,50 @@ class ZoneKeyRing:
     def load(cls, path: Path, *, expected_zone: str) -> ZoneKeyRing:
         """Read a key file, refusing it unless it is private to its owner, well-formed, complete
         and for `expected_zone`. Errors name the file and the problem, never key bytes."""
-        document = _parse_json(path, _read_private_file(path))
-        if not isinstance(document, dict):
-            raise ConfigurationError(f"key file {path} is not a JSON object")
-        if document.get("format") != KEY_FILE_FORMAT:
-            raise ConfigurationError(f"key file {path} is not a {KEY_FILE_FORMAT} file")
-        zone = document.get("zone")
-        if not isinstance(zone, str) or not ZONE_PATTERN.fullmatch(zone):
-            raise ConfigurationError(f"key file {path} has no valid zone name")
-        if zone != expected_zone:
-            raise ConfigurationError(f"key file {path} is for zone {zone}, not {expected_zone}")
-        try:
-            created = _parse_created(document.get("created"))
-            active = _parse_active(document.get("active"))
-            keys = _parse_keys(document.get("keys"))
-        except _FileProblem as problem:
-            raise ConfigurationError(f"key file {path}: {problem}") from None
+        zone, keys, active, created = _read_key_file(path, expected_zone)
         found = _find_problem(zone, keys, active, created)
         if found is not None:
             raise ConfigurationError(f"key file {path}: {found}")
         return cls(zone=zone, keys=keys, active=active, created=created)
+
+    @classmethod
+    def load_upgraded(
+        cls, path: Path, *, expected_zone: str
+    ) -> tuple[ZoneKeyRing, tuple[KeyPurpose, ...]]:
+        """Read a key file as `load` does, except that purposes the file lacks entirely (it
+        predates them) get a fresh random version-1 key. Returns the ring and the purposes added;
+        every key the file holds is kept exactly as it was."""
+        zone, keys, active, created = _read_key_file(path, expected_zone)
+        added = tuple(p for p in KeyPurpose if not keys.get(p))
+        for purpose in added:
+            keys[purpose] = {1: secrets.token_bytes(KEY_BYTES)}
+            active.setdefault(purpose, 1)
+        found = _find_problem(zone, keys, active, created)
+        if found is not None:
+            raise ConfigurationError(f"key file {path}: {found}")
+        return cls(zone=zone, keys=keys, active=active, created=created), added
+
+
+def _read_key_file(
+    path: Path, expected_zone: str
+) -> tuple[str, dict[KeyPurpose, dict[int, bytes]], dict[KeyPurpose, int], datetime]:
+    document = _parse_json(path, _read_private_file(path))
+    if not isinstance(document, dict):
+        raise ConfigurationError(f"key file {path} is not a JSON object")
+    if document.get("format") != KEY_FILE_FORMAT:
+        raise ConfigurationError(f"key file {path} is not a {KEY_FILE_FORMAT} file")
+    zone = document.get("zone")
+    if not isinstance(zone, str) or not ZONE_PATTERN.fullmatch(zone):
+        raise ConfigurationError(f"key file {path} has no valid zone name")
+    if zone != expected_zone:
+        raise ConfigurationError(f"key file {path} is for zone {zone}, not {expected_zone}")
+    try:
+        created = _parse_created(document.get("created"))
+        active = _parse_active(document.get("active"))
+        keys = _parse_keys(document.get("keys"))
+    except _FileProblem as problem:
+        raise ConfigurationError(f"key file {path}: {problem}") from None
+    return zone, keys, active, created
 
 
 class _FileProblem(Exception):
@@ -233,14 +261,14 @@ def _problems(
         yield f"unknown key purposes {sorted(map(str, extra))}"
     for purpose in KeyPurpose:
         versions = keys.get(purpose, {})
-        if not versions and purpose is KeyPurpose.AUDIT:
-            # No deployment predates the audit log, so there is no upgrade path to offer yet.
+        if not versions:
+            # A file written before this purpose existed: `keys upgrade` adds what is missing
+            # and keeps every existing key byte for byte.
+            what = "the audit log (issue 6)" if purpose is KeyPurpose.AUDIT else "them"
             yield (
-                "no audit keys: the file predates the audit log (issue 6); "
-                "create the zone's keys with `wearable-gateway keys init`"
+                f"no {purpose} keys: the file predates {what}; add them with "
+                "`wearable-gateway keys upgrade --zone ZONE --file PATH`"
             )
-        elif not versions:
-            yield f"no {purpose} keys"
         elif purpose not in active:
             yield f"no active {purpose} version"
         elif active[purpose] not in versions:

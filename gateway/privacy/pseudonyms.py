@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
+import secrets
 from datetime import UTC, datetime
 from typing import Final
 
@@ -21,7 +22,11 @@ _DIGEST_BYTES: Final = 20
 _PSEUDONYM_PATTERN: Final = re.compile(r"[sdbo]([1-9][0-9]{0,8})-[a-z2-7]{32}")
 
 # Domain labels keep values of different functions apart even if a key were ever shared.
-_SUBJECT_LABEL: Final = "wearable-gateway/subject-pseudonym/1"
+# /2: made from a random enrolment id, no longer from the first identifier (issue 6), so a
+# re-enrolment after erasure gets a new pseudonym that nothing links to the erased one.
+_SUBJECT_LABEL: Final = "wearable-gateway/subject-pseudonym/2"
+# 128 random bits (NIST SP 800-90A via `secrets`): two enrolments never share an id.
+ENROLMENT_ID_BYTES: Final = 16
 _DEVICE_LABEL: Final = "wearable-gateway/device-pseudonym/1"
 _BLIND_INDEX_LABEL: Final = "wearable-gateway/blind-index/1"
 _DEDUP_LABEL: Final = "wearable-gateway/dedup/1"
@@ -33,9 +38,12 @@ _DEDUP_RECORD_LABEL: Final = "wearable-gateway/dedup-record/1"
 class _Signer:
     __slots__ = ("_hash", "_prefix")
 
-    def __init__(self, prefix: str, keyring: ZoneKeyRing, purpose: KeyPurpose) -> None:
-        self._prefix = f"{prefix}{keyring.active_version(purpose)}-"
-        self._hash = KeyedHash(keyring.key(purpose))
+    def __init__(
+        self, prefix: str, keyring: ZoneKeyRing, purpose: KeyPurpose, version: int | None = None
+    ) -> None:
+        version = keyring.active_version(purpose) if version is None else version
+        self._prefix = f"{prefix}{version}-"
+        self._hash = KeyedHash(keyring.key(purpose, version))
 
     def sign(self, *fields: str) -> str:
         digest = self._hash.digest(encode_fields(*fields))[:_DIGEST_BYTES]
@@ -46,34 +54,55 @@ class Pseudonymiser:
     """Deterministic pseudonyms for one zone, under the active version of each purpose's key:
     the same key ring and inputs give the same values in every process and after restarts."""
 
-    __slots__ = ("_blind_index", "_dedup", "_device", "_subject", "_zone")
+    __slots__ = ("_blind_index", "_blind_indexes", "_dedup", "_device", "_subject", "_zone")
 
     def __init__(self, keyring: ZoneKeyRing) -> None:
         self._zone = keyring.zone
         self._subject = _Signer("s", keyring, KeyPurpose.SUBJECT_PSEUDONYM)
         self._device = _Signer("d", keyring, KeyPurpose.DEVICE_PSEUDONYM)
         self._blind_index = _Signer("b", keyring, KeyPurpose.BLIND_INDEX)
+        # Lookups try every version the ring holds, active first: identifiers indexed before a
+        # blind-index rotation stay findable (README "Key management", the crosswalk).
+        self._blind_indexes = [self._blind_index] + [
+            _Signer("b", keyring, KeyPurpose.BLIND_INDEX, version)
+            for version in sorted(keyring.keys[KeyPurpose.BLIND_INDEX], reverse=True)
+            if version != keyring.active_version(KeyPurpose.BLIND_INDEX)
+        ]
         self._dedup = _Signer("o", keyring, KeyPurpose.DEDUP)
 
     @property
     def zone(self) -> str:
         return self._zone
 
-    def subject_pseudonym(self, zone: str, site: str, identifier: Identifier) -> str:
-        """The subject's pseudonym in `zone` (which must be this key ring's zone)."""
+    def subject_pseudonym(self, zone: str, site: str, enrolment_id: str) -> str:
+        """The pseudonym of one enrolment in `zone` (which must be this key ring's zone).
+
+        `enrolment_id` is fresh randomness (`new_enrolment_id`) that is kept nowhere: the value
+        is stored at enrolment and found again through the blind index, never recomputed, so
+        nothing about the subject (identifiers included) can reproduce it. A subject erased and
+        enrolled again is a new, unlinkable subject (GDPR art. 17, issue 6)."""
         if zone != self._zone:
             # A pseudonym for one zone made with another zone's key would break residency.
             raise ValueError(f"this pseudonymiser serves zone {self._zone}, not {zone}")
-        return self._subject.sign(_SUBJECT_LABEL, zone, site, identifier.system, identifier.value)
+        return self._subject.sign(_SUBJECT_LABEL, zone, site, enrolment_id)
 
     def device_pseudonym(self, vendor: str, device_id: str) -> str:
         return self._device.sign(_DEVICE_LABEL, self._zone, vendor, device_id)
 
     def blind_index(self, identifier: Identifier) -> str:
-        """A lookup key for (system, value), used exactly as given, that reveals neither."""
+        """A lookup key for (system, value), used exactly as given, that reveals neither. Made
+        with the active version: this is the value to store for a new enrolment."""
         return self._blind_index.sign(
             _BLIND_INDEX_LABEL, self._zone, identifier.system, identifier.value
         )
+
+    def blind_indexes(self, identifier: Identifier) -> list[str]:
+        """The identifier's blind index under every version the ring holds, active first: the
+        values to look a subject up by, whichever version it was enrolled under."""
+        return [
+            signer.sign(_BLIND_INDEX_LABEL, self._zone, identifier.system, identifier.value)
+            for signer in self._blind_indexes
+        ]
 
     def dedup_key(
         self,
@@ -107,6 +136,11 @@ class Pseudonymiser:
             # Appended only when present, so keys of raw readings stay what they always were.
             fields.append(statistic)
         return self._dedup.sign(_DEDUP_LABEL, self._zone, *fields)
+
+
+def new_enrolment_id() -> str:
+    """A random enrolment id for `Pseudonymiser.subject_pseudonym` (hex, 128 bits)."""
+    return secrets.token_hex(ENROLMENT_ID_BYTES)
 
 
 def parse_version(pseudonym: str) -> int:

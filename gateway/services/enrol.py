@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.errors import BadRequest, Forbidden
+from gateway.errors import AlreadyEnrolled, BadRequest, Forbidden
 from gateway.models import Enrolment
+from gateway.privacy.pseudonyms import new_enrolment_id
 from gateway.residency import enrolment_zone_error
 from gateway.services.audit import AuditAction, AuditOutcome, record
-from gateway.services.auth import Principal
+from gateway.services.clinics import Clinic
 from gateway.services.zones import ZoneDirectory
 from gateway.storage import StoredSubject
 
@@ -28,21 +29,29 @@ def _identity(enrolment: Enrolment) -> dict[str, object]:
     }
 
 
-async def enrol(zones: ZoneDirectory, principal: Principal, enrolment: Enrolment) -> Enrolled:
+async def enrol(zones: ZoneDirectory, clinic: Clinic, enrolment: Enrolment) -> Enrolled:
     error = enrolment_zone_error(
-        requested=enrolment.zone, credential_zone=principal.zone, served=zones.keys()
+        requested=enrolment.zone, credential_zone=clinic.zone, served=zones.keys()
     )
     if error is not None:
         raise error
-    if enrolment.site != principal.owner:
+    if enrolment.site != clinic.site:
         raise Forbidden("a clinic credential can enrol subjects for its own site only")
     if not enrolment.identifiers:
         raise BadRequest("at least one identifier is required")
     zone = zones[enrolment.zone]
-    pseudonym = zone.pseudonyms.subject_pseudonym(
-        zone.name, enrolment.site, enrolment.identifiers[0]
-    )
+    # From fresh randomness, not from an identifier: each enrolment is a new subject, and one
+    # enrolled again after erasure cannot be linked to its erased self (issue 6). Identifiers
+    # taken twice are still refused, by the blind index.
+    pseudonym = zone.pseudonyms.subject_pseudonym(zone.name, enrolment.site, new_enrolment_id())
     blind_indexes = sorted({zone.pseudonyms.blind_index(i) for i in enrolment.identifiers})
+    # The unique index catches identifiers taken under the active blind-index version only; after
+    # a blind-index rotation, those enrolled under an older version are looked up here.
+    older = [b for i in enrolment.identifiers for b in zone.pseudonyms.blind_indexes(i)[1:]]
+    if older and await zone.db.subjects.resolve(older):
+        raise AlreadyEnrolled(
+            "a subject with one of these identifiers is already enrolled in this zone"
+        )
     sealed = zone.vault.seal(pseudonym, _identity(enrolment))
     await zone.db.subjects.insert(
         StoredSubject(
@@ -59,7 +68,7 @@ async def enrol(zones: ZoneDirectory, principal: Principal, enrolment: Enrolment
     await record(
         zone,
         action=AuditAction.ENROL,
-        actor=principal.key_id,
+        actor=clinic.actor,
         subject=pseudonym,
         outcome=AuditOutcome.SUCCESS,
         # Counts and flags only: the identifiers themselves never reach the audit log.

@@ -424,7 +424,11 @@ async def search_patients(
         tokens = [v for v in values if isinstance(v, Token)]
         if any(not t.system for t in tokens):
             raise InvalidSearch("Patient identifier searches need system|value")
-        blind = [zone.pseudonyms.blind_index(Identifier(str(t.system), t.code)) for t in tokens]
+        blind = [
+            index
+            for t in tokens
+            for index in zone.pseudonyms.blind_indexes(Identifier(str(t.system), t.code))
+        ]
         sets.append(set((await zone.db.subjects.resolve(blind)).values()))
     pseudonyms = _intersect(sets)
     after = _after_id(zone, request)

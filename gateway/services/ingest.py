@@ -126,16 +126,28 @@ async def ingest(
 
 
 async def _resolve_subjects(zone: Zone, readings: dict[int, Reading]) -> dict[int, str]:
-    blind = {index: zone.pseudonyms.blind_index(r.subject) for index, r in readings.items()}
+    # One blind index per key version the ring holds, active first (one in all until a
+    # blind-index rotation), so subjects enrolled under an older version still resolve. A cached
+    # hit under any version settles a reading without asking the database.
+    blind = {index: zone.pseudonyms.blind_indexes(r.subject) for index, r in readings.items()}
     cache = zone.lookups.subjects
-    found = {b: s for b in set(blind.values()) if (s := cache.get(b)) is not None}
-    missing = [b for b in set(blind.values()) if b not in found]
-    if missing:
-        fetched = await zone.db.subjects.resolve(missing)
+    resolved: dict[int, str] = {}
+    pending: dict[int, list[str]] = {}
+    for index, values in blind.items():
+        hit = next((s for b in values if (s := cache.get(b)) is not None), None)
+        if hit is None:
+            pending[index] = values
+        else:
+            resolved[index] = hit
+    if pending:
+        fetched = await zone.db.subjects.resolve(list({b for v in pending.values() for b in v}))
         for index_value, subject in fetched.items():
             cache.put(index_value, subject)
-        found |= fetched
-    return {index: found[b] for index, b in blind.items() if b in found}
+        for index, values in pending.items():
+            hit = next((fetched[b] for b in values if b in fetched), None)
+            if hit is not None:
+                resolved[index] = hit
+    return resolved
 
 
 async def _why_unresolved(zones: ZoneDirectory, zone: Zone, reading: Reading) -> Rejection:
@@ -143,9 +155,8 @@ async def _why_unresolved(zones: ZoneDirectory, zone: Zone, reading: Reading) ->
     # which zone to use (never which subject); nothing is read from or written to that zone.
     # The hint is best-effort: another zone's outage must not fail this zone's requests.
     for other in zones.others(zone.name):
-        index = other.pseudonyms.blind_index(reading.subject)
         try:
-            found = await other.db.subjects.resolve([index])
+            found = await other.db.subjects.resolve(other.pseudonyms.blind_indexes(reading.subject))
         except Exception as exc:
             if is_unavailable(exc):
                 continue

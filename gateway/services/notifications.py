@@ -115,8 +115,9 @@ async def record_withings_notification(
     # Only the key's zone is searched (ARCHITECTURE §2). Unlike ingest, another served zone is
     # never consulted to name it: that answer would reveal where a userid is enrolled.
     zone = zones.require(principal.zone)
-    index = zone.pseudonyms.blind_index(Identifier(WITHINGS_USER_SYSTEM, notification.userid))
-    subject = (await zone.db.subjects.resolve([index])).get(index)
+    indexes = zone.pseudonyms.blind_indexes(Identifier(WITHINGS_USER_SYSTEM, notification.userid))
+    found = await zone.db.subjects.resolve(indexes)
+    subject = next((found[i] for i in indexes if i in found), None)
     if subject is None:
         return NotificationResult(NotificationOutcome.UNKNOWN_SUBJECT, notification.appli)
 

@@ -17,8 +17,10 @@ from gateway.storage import schema
 from gateway.storage.audit import AuditStore
 from gateway.storage.credentials import CredentialStore
 from gateway.storage.dead_letters import DeadLetterStore
+from gateway.storage.exports import ExportJobStore, StudyStore
 from gateway.storage.notifications import NotificationStore
 from gateway.storage.observations import ObservationStore
+from gateway.storage.residency import ResidencyStore
 from gateway.storage.search import DeviceStore, FhirSearchStore
 from gateway.storage.smart import SmartClientStore
 from gateway.storage.subjects import SubjectStore
@@ -97,7 +99,11 @@ class ZoneDatabase:
         self.observations = ObservationStore(pool)
         # Every Observation write of the zone goes through this one queue (group commit).
         self.writer = GroupCommitWriter(
-            self.observations, writer_settings, is_unavailable=is_unavailable, on_batch=on_batch
+            self.observations,
+            writer_settings,
+            zone=zone,
+            is_unavailable=is_unavailable,
+            on_batch=on_batch,
         )
         self.credentials = CredentialStore(pool)
         self.dead_letters = DeadLetterStore(pool)
@@ -106,6 +112,9 @@ class ZoneDatabase:
         self.devices = DeviceStore(pool)
         self.notifications = NotificationStore(pool)
         self.audit = AuditStore(pool)
+        self.residency = ResidencyStore(pool)  # residency report (issue 6)
+        self.studies = StudyStore(pool)  # research extracts (issue 5)
+        self.exports = ExportJobStore(pool)
 
     @classmethod
     async def connect(

@@ -330,9 +330,10 @@ class FhirSearchStore:
         """Subjects of `site`, by pseudonym; `pseudonyms` None: all of them."""
         rows = await self._pool.fetch(
             """
-            SELECT pseudonym, enrolled_at, kek_version, wrapped_key, identity
-            FROM subjects
-            WHERE site = $1
+            SELECT pseudonym, enrolled_at, k.kek_version, k.wrapped_key, identity
+            -- Data keys live apart (migration 0008); a subject whose erasure has begun is gone.
+            FROM subjects JOIN subject_keys k ON k.subject = pseudonym
+            WHERE site = $1 AND erasure_started_at IS NULL
               AND ($2::text[] IS NULL OR pseudonym = ANY($2::text[]))
               AND ($3::text IS NULL OR pseudonym > $3::text)
             ORDER BY pseudonym
@@ -351,6 +352,7 @@ class FhirSearchStore:
                 """
                 SELECT count(*) FROM subjects
                 WHERE site = $1 AND ($2::text[] IS NULL OR pseudonym = ANY($2::text[]))
+                  AND erasure_started_at IS NULL
                 """,
                 site,
                 None if pseudonyms is None else list(pseudonyms),

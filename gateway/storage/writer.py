@@ -39,6 +39,10 @@ log = logging.getLogger("gateway.storage.writer")
 class Overloaded(ZoneUnavailable):
     code = "overloaded"
 
+    def __init__(self, message: str, zone: str) -> None:
+        super().__init__(message)
+        self.zone = zone  # for the backpressure metric; zone names are not personal data
+
 
 @dataclass(frozen=True, slots=True)
 class WriterSettings:
@@ -63,10 +67,12 @@ class GroupCommitWriter:
         store: ObservationStore,
         settings: WriterSettings | None = None,
         *,
+        zone: str = "",
         is_unavailable: Callable[[BaseException], bool],
         on_batch: BatchObserver | None = None,
     ) -> None:
         self._store = store
+        self._zone = zone
         self._settings = settings or WriterSettings()
         self._is_unavailable = is_unavailable
         self._on_batch = on_batch
@@ -101,7 +107,7 @@ class GroupCommitWriter:
         if self._closing:
             raise ZoneUnavailable("the zone's writer is not accepting rows; retry later")
         if self._queued_rows + len(rows) > self._settings.max_queued_rows and self._queue:
-            raise Overloaded("the zone's write queue is full; retry later")
+            raise Overloaded("the zone's write queue is full; retry later", self._zone)
         pending = _Pending(rows, asyncio.get_running_loop().create_future())
         self._queue.append(pending)
         self._queued_rows += len(rows)

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from gateway.adapters.base import Adapter
 from gateway.metrics import GatewayMetrics
+from gateway.services.bulk_export import ExportWorkers
 from gateway.services.zones import ZoneDirectory
 from gateway.settings import Settings
 
@@ -20,3 +21,4 @@ METRICS = web.AppKey("metrics", GatewayMetrics)
 ZONES = web.AppKey("zones", ZoneDirectory)
 ADAPTERS: web.AppKey[Mapping[str, Adapter]] = web.AppKey("adapters")
 RATE_LIMITS: web.AppKey[TokenBuckets] = web.AppKey("rate_limits")
+EXPORT_WORKERS = web.AppKey("export_workers", ExportWorkers)

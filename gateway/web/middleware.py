@@ -13,7 +13,7 @@ from aiohttp.typedefs import Handler
 
 from gateway.errors import GatewayError, PayloadTooLarge, ZoneUnavailable
 from gateway.logs import event
-from gateway.storage import is_unavailable
+from gateway.storage import Overloaded, is_unavailable
 from gateway.web.fhir.outcome import as_operation_outcome
 from gateway.web.keys import METRICS
 from gateway.web.responses import error_response, json_response
@@ -67,6 +67,8 @@ async def _render_errors(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except GatewayError as error:
+        if isinstance(error, Overloaded):
+            request.app[METRICS].throttled.labels(error.zone, "backpressure").inc()
         return error_response(error, request[REQUEST_ID])
     except web.HTTPRequestEntityTooLarge:
         return error_response(PayloadTooLarge("request body is too large"), request[REQUEST_ID])

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.web import health, healthkit_export, ingest, notify, smart, subjects
-from gateway.web.fhir import device, metadata, observation, patient
+from gateway.web import (
+    health,
+    healthkit_export,
+    ingest,
+    notify,
+    smart,
+    subject_lifecycle,
+    subjects,
+)
+from gateway.web.fhir import bulk_export, device, metadata, observation, patient
 
 
 def setup_routes(app: web.Application) -> None:
@@ -13,6 +21,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
     app.router.add_post("/v1/subjects", subjects.post_subject)
+    # Consent changes and erasure by the enrolling clinic (issue 6).
+    app.router.add_patch("/v1/subjects/{pseudonym}/consent", subject_lifecycle.patch_consent)
+    app.router.add_delete("/v1/subjects/{pseudonym}", subject_lifecycle.delete_subject)
     # SMART Backend Services (HL7 SMART App Launch 2.x): discovery at both places clients look.
     app.router.add_get("/.well-known/smart-configuration", smart.smart_configuration)
     app.router.add_get("/fhir/.well-known/smart-configuration", smart.smart_configuration)
@@ -37,3 +48,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/fhir/Device", device.search)
     app.router.add_post("/fhir/Device/_search", device.search)
     app.router.add_get("/fhir/Device/{id}", device.read)
+    # FHIR Bulk Data Access 2.0 export of a study's de-identified extract (issue 5).
+    app.router.add_get("/fhir/Group/{study}/$export", bulk_export.kick_off)
+    app.router.add_post("/fhir/Group/{study}/$export", bulk_export.kick_off)
+    app.router.add_get("/fhir/$export-status/{job}", bulk_export.status)
+    app.router.add_delete("/fhir/$export-status/{job}", bulk_export.cancel)
+    app.router.add_get("/fhir/$export-file/{job}/{name}", bulk_export.download)

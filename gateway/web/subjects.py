@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.errors import BadRequest, InvalidJSON, UnsupportedMediaType
 from gateway.logs import event
 from gateway.models import Consent, Enrolment, Identifier, Sex
-from gateway.services.auth import authenticate
+from gateway.services.clinics import authenticate_clinic
 from gateway.services.enrol import enrol
 from gateway.web.keys import METRICS, ZONES
 from gateway.web.middleware import request_id
@@ -94,18 +94,16 @@ def parse_enrolment(body: bytes) -> Enrolment:
 
 
 async def post_subject(request: web.Request) -> web.Response:
-    principal = await authenticate(
-        request.app[ZONES], request.headers.get("Authorization"), kind="clinic"
-    )
-    throttle(request, zone=principal.zone, credential_id=principal.key_id)
+    clinic = await authenticate_clinic(request.app[ZONES], request.headers.get("Authorization"))
+    throttle(request, zone=clinic.zone, credential_id=clinic.actor)
     if request.content_type != "application/json":
         raise UnsupportedMediaType("enrolment accepts application/json")
     enrolment = parse_enrolment(await request.read())
     metrics = request.app[METRICS]
     try:
-        enrolled = await enrol(request.app[ZONES], principal, enrolment)
+        enrolled = await enrol(request.app[ZONES], clinic, enrolment)
     except Exception:
-        metrics.enrolments.labels(principal.zone, "refused").inc()
+        metrics.enrolments.labels(clinic.zone, "refused").inc()
         raise
     metrics.enrolments.labels(enrolled.zone, "enrolled").inc()
     event(
@@ -113,7 +111,7 @@ async def post_subject(request: web.Request) -> web.Response:
         "subject.enrolled",
         request_id=request_id(request),
         zone=enrolled.zone,
-        clinic_key=principal.key_id,
+        clinic=clinic.actor,
     )
     return json_response(
         {

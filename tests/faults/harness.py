@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -436,12 +438,16 @@ async def assert_stored_exactly_once(dsn: str, clients: Iterable[LoadClient]) ->
 
 
 @contextlib.asynccontextmanager
-async def embedded_postgres(pgdata: Path) -> AsyncIterator[Any]:
+async def embedded_postgres() -> AsyncIterator[Any]:
     """A `pgserver` PostgreSQL of the test's own (unix socket only), stopped at the end however
     often the test stopped and started it."""
     import pgserver
 
-    server = await asyncio.to_thread(pgserver.get_server, pgdata, cleanup_mode="stop")
+    # Run as root, pgserver runs PostgreSQL as its own `pgserver` user, which must be able to
+    # reach the data folder: pytest's tmp_path sits under a 0700 root folder, so the data lives
+    # in a folder of its own directly under the system temporary folder.
+    folder = Path(tempfile.mkdtemp(prefix="wg-fault-pg-"))
+    server = await asyncio.to_thread(pgserver.get_server, folder, cleanup_mode="stop")
     try:
         yield server
     finally:
@@ -450,6 +456,7 @@ async def embedded_postgres(pgdata: Path) -> AsyncIterator[Any]:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(stop_postgres, server)
         await asyncio.to_thread(server.cleanup)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def stop_postgres(server: Any) -> None:

@@ -58,7 +58,7 @@ async def test_a_zone_postgresql_restart_fails_fast_spares_the_other_zone(
 ) -> None:
     """eu lives on an embedded PostgreSQL of its own, stopped (fast shutdown) and started again
     under load; cn stays on the suite's server."""
-    async with embedded_postgres(tmp_path / "pg") as server:
+    async with embedded_postgres() as server:
         eu = await ensure_database(server.get_uri(), "wg_fault_eu")
         await migrate_database(eu)
         dsns = {"cn": await databases.create("cn"), "eu": eu}

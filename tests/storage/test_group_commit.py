@@ -147,8 +147,9 @@ async def test_a_full_queue_refuses_at_once_instead_of_growing(zone_dsns: dict[s
         await asyncio.sleep(0.05)
         queued = asyncio.create_task(writer.write([row(2), row(3)]))
         await asyncio.sleep(0)
-        with pytest.raises(Overloaded):
+        with pytest.raises(Overloaded) as refused:
             await writer.write([row(4), row(5)])
+        assert refused.value.status == 503
         gate.set()
         assert await held == [Outcome.CREATED]
         assert await queued == [Outcome.CREATED, Outcome.CREATED]

@@ -52,7 +52,7 @@ async def dsn(databases: DatabaseFactory) -> str:
     await fetch(
         dsn,
         "INSERT INTO subjects (pseudonym, site, research_consent, cross_border_consent, "
-        "kek_version, wrapped_key, identity) VALUES ($1, 'site', true, false, 1, '', '')",
+        "identity) VALUES ($1, 'site', true, false, '')",
         SUBJECT,
     )
     return dsn

@@ -1,0 +1,1031 @@
+"""De-identified research extracts over FHIR Bulk Data Access 2.0 (issue 5;
+https://hl7.org/fhir/uv/bulkdata/STU2/export.html).
+
+    kick_off      GET|POST /fhir/Group/{study}/$export: authorise the study's researcher client,
+                  decide (gateway.residency.export_policy), audit the decision, queue a job
+    status        GET /fhir/$export-status/{job}: progress, or the manifest once released
+    cancel        DELETE /fhir/$export-status/{job}
+    open_file     GET /fhir/$export-file/{job}/{name}
+    ExportWorkers one background task per zone, in the process serving that zone: claims jobs
+                  (FOR UPDATE SKIP LOCKED) and runs them:
+
+    consenting subjects --open identity--> (age band, sex, site) --k_anonymity--> kept subjects
+      --study pseudonym, date shift--> Patient.ndjson
+    observations (server-side cursor) --deidentify_observation--> Observation.ndjson + .csv
+      --> files as bytea chunks in the zone database --> audit RELEASE --> manifest
+
+Nothing is released before its audit record is committed: the manifest (and so every file URL)
+is only served once the job is `done`, which it becomes after the release is audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import hashlib
+import io
+import logging
+import re
+import secrets
+from collections import Counter
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Final
+
+import orjson
+
+from gateway.deid import (
+    DeidPolicy,
+    QuasiIdentifiers,
+    ResourceExcluded,
+    TimestampResolution,
+    age_band,
+    deidentify_observation,
+    deidentify_patient,
+    k_anonymity,
+)
+from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound, RateLimited
+from gateway.logs import event
+from gateway.models import Sex
+from gateway.privacy import ZoneKeyRing
+from gateway.privacy.deid_keys import (
+    date_shift,
+    date_shift_version,
+    study_pseudonym,
+    study_resource_id,
+)
+from gateway.privacy.envelope import SealedIdentity
+from gateway.residency.export_policy import (
+    POLICY_VERSION,
+    Consent,
+    ExportDecision,
+    Refusal,
+    StudyTerms,
+    TransferMechanism,
+    decide_export,
+)
+from gateway.services.audit import AuditAction, AuditOutcome, record
+from gateway.services.smart import ClientPrincipal, Permission
+from gateway.services.zones import Zone, ZoneDirectory
+from gateway.storage.exports import ExportSubject, StoredFile, StoredJob, StoredStudy
+
+log = logging.getLogger("gateway.export")
+
+NDJSON_FORMATS: Final = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
+EXPORT_TYPES: Final = ("Patient", "Observation")
+_PERMISSION: Final = {
+    "Patient": Permission.READ_PATIENT,
+    "Observation": Permission.READ_OBSERVATION,
+}
+LOINC: Final = "http://loinc.org"
+# How long a job and its files stay downloadable after kick-off.
+RETENTION: Final = timedelta(hours=24)
+# Status requests closer together than this are answered 429 (Bulk Data: "servers MAY return
+# 429 Too Many Requests ... if the client polls too frequently"); it is also the Retry-After.
+POLL_INTERVAL_SECONDS: Final = 1
+CHUNK_BYTES: Final = 1 << 20
+PROGRESS_EVERY: Final = 5000
+JOB_ID: Final = re.compile(r"x[0-9a-f]{32}")
+FILE_NAME: Final = re.compile(r"(Patient|Observation)\.(ndjson|csv)")
+_PARAMETERS: Final = frozenset({"_type", "_since", "_typeFilter", "_outputFormat"})
+
+
+# ----------------------------------------------------------------------------------- errors
+
+
+class ExportRefused(Forbidden):
+    """The export policy refused the kick-off; the subclass's code says why."""
+
+    code = "export-refused"
+
+
+class StudyExpired(ExportRefused):
+    code = Refusal.STUDY_EXPIRED.value
+
+
+class MeasureNotInStudy(ExportRefused):
+    code = Refusal.MEASURE_NOT_IN_STUDY.value
+
+
+class TransferMechanismMissing(ExportRefused):
+    code = Refusal.TRANSFER_MECHANISM_MISSING.value
+
+
+class TransferMechanismExpired(ExportRefused):
+    code = Refusal.TRANSFER_MECHANISM_EXPIRED.value
+
+
+class NoResearchConsent(ExportRefused):
+    code = Refusal.NO_RESEARCH_CONSENT.value
+
+
+class NoCrossBorderConsent(ExportRefused):
+    code = Refusal.NO_CROSS_BORDER_CONSENT.value
+
+
+_REFUSALS: Final[Mapping[Refusal, type[ExportRefused]]] = {
+    Refusal.STUDY_EXPIRED: StudyExpired,
+    Refusal.MEASURE_NOT_IN_STUDY: MeasureNotInStudy,
+    Refusal.TRANSFER_MECHANISM_MISSING: TransferMechanismMissing,
+    Refusal.TRANSFER_MECHANISM_EXPIRED: TransferMechanismExpired,
+    Refusal.NO_RESEARCH_CONSENT: NoResearchConsent,
+    Refusal.NO_CROSS_BORDER_CONSENT: NoCrossBorderConsent,
+}
+_REFUSAL_TEXT: Final[Mapping[Refusal, str]] = {
+    Refusal.STUDY_EXPIRED: "the study has expired",
+    Refusal.MEASURE_NOT_IN_STUDY: "the request names a measure the study is not approved for",
+    Refusal.TRANSFER_MECHANISM_MISSING: (
+        "the recipient is outside the zone and the study has no valid transfer mechanism"
+    ),
+    Refusal.TRANSFER_MECHANISM_EXPIRED: "the study's transfer mechanism has expired",
+    Refusal.NO_RESEARCH_CONSENT: "no subject of the zone has given research consent",
+    Refusal.NO_CROSS_BORDER_CONSENT: (
+        "the recipient is outside the zone and no consenting subject has given cross-border consent"
+    ),
+}
+
+
+class InvalidExportRequest(BadRequest):
+    code = "invalid-export-request"
+
+
+class ExportFailed(GatewayError):
+    """The job ran and failed (Bulk Data: the status request answers 5xx + OperationOutcome)."""
+
+    status = 500
+    code = "export-failed"
+
+
+# ---------------------------------------------------------------------------------- request
+
+
+@dataclass(frozen=True, slots=True)
+class TypeFilter:
+    """One `_typeFilter` (`Observation?code=…&category=…`): within it, parameters AND; values of
+    one parameter (comma-separated) OR; several `_typeFilter`s OR (Bulk Data 2.0 §_typeFilter)."""
+
+    codes: frozenset[str] | None = None
+    categories: frozenset[str] | None = None
+
+    def matches(self, code: str, category: str | None) -> bool:
+        if self.codes is not None and code not in self.codes:
+            return False
+        return self.categories is None or category in self.categories
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRequest:
+    url: str
+    types: tuple[str, ...]
+    since: datetime | None = None
+    filters: tuple[TypeFilter, ...] = ()
+
+    @property
+    def requested_codes(self) -> frozenset[str] | None:
+        """The codes the filters narrow to; None when some filter does not narrow the code."""
+        if not self.filters or any(f.codes is None for f in self.filters):
+            return None
+        return frozenset().union(*(f.codes or () for f in self.filters))
+
+    @property
+    def categories(self) -> frozenset[str] | None:
+        if not self.filters or any(f.categories is None for f in self.filters):
+            return None
+        return frozenset().union(*(f.categories or () for f in self.filters))
+
+    def matches(self, code: str, category: str | None) -> bool:
+        return not self.filters or any(f.matches(code, category) for f in self.filters)
+
+    def as_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "url": self.url,
+                "types": list(self.types),
+                "since": self.since.isoformat() if self.since else None,
+                "filters": [
+                    {
+                        "codes": sorted(f.codes) if f.codes is not None else None,
+                        "categories": sorted(f.categories) if f.categories is not None else None,
+                    }
+                    for f in self.filters
+                ],
+            }
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ExportRequest:
+        value = orjson.loads(data)
+
+        def optional(items: list[str] | None) -> frozenset[str] | None:
+            return frozenset(items) if items is not None else None
+
+        return cls(
+            url=value["url"],
+            types=tuple(value["types"]),
+            since=datetime.fromisoformat(value["since"]) if value["since"] else None,
+            filters=tuple(
+                TypeFilter(optional(f["codes"]), optional(f["categories"]))
+                for f in value["filters"]
+            ),
+        )
+
+
+def _token_values(text: str, parameter: str) -> frozenset[str]:
+    values: set[str] = set()
+    for item in text.split(","):
+        system, bar, code = item.partition("|")
+        if not bar:
+            system, code = "", system
+        if parameter == "code" and system not in ("", LOINC):
+            raise InvalidExportRequest("_typeFilter code takes LOINC codes (http://loinc.org|…)")
+        if not code or not re.fullmatch(r"[A-Za-z0-9.-]{1,64}", code):
+            raise InvalidExportRequest(f"_typeFilter {parameter} values are codes")
+        values.add(code)
+    return frozenset(values)
+
+
+def _type_filter(text: str) -> TypeFilter:
+    resource, question, query = text.partition("?")
+    if resource != "Observation" or not question:
+        raise InvalidExportRequest("_typeFilter supports Observation?code=… and ?category=…")
+    codes: frozenset[str] | None = None
+    categories: frozenset[str] | None = None
+    for part in query.split("&"):
+        name, equals, value = part.partition("=")
+        if not equals or not value:
+            raise InvalidExportRequest("a _typeFilter parameter needs a value")
+        if name == "code":
+            found = _token_values(value, "code")
+            codes = found if codes is None else codes & found
+        elif name == "category":
+            found = _token_values(value, "category")
+            categories = found if categories is None else categories & found
+        else:
+            raise InvalidExportRequest("_typeFilter supports the code and category parameters")
+    return TypeFilter(codes, categories)
+
+
+def parse_export_request(
+    parameters: Sequence[tuple[str, str]], *, prefer: str | None, url: str
+) -> ExportRequest:
+    """The kick-off parameters (query string, or a POSTed Parameters resource) as a request."""
+    # Bulk Data 2.0 kick-off: "Prefer: respond-async" is required.
+    if "respond-async" not in (prefer or "").replace(" ", "").split(","):
+        raise InvalidExportRequest("the kick-off request needs the header Prefer: respond-async")
+    types: list[str] = []
+    since: datetime | None = None
+    filters: list[TypeFilter] = []
+    for name, value in parameters:
+        if name not in _PARAMETERS:
+            raise InvalidExportRequest(
+                f"supported kick-off parameters: {', '.join(sorted(_PARAMETERS))}"
+            )
+        if name == "_outputFormat":
+            if value not in NDJSON_FORMATS:
+                raise InvalidExportRequest(
+                    f"_outputFormat must be one of {', '.join(sorted(NDJSON_FORMATS))}"
+                )
+        elif name == "_type":
+            for resource in value.split(","):
+                if resource.strip() not in EXPORT_TYPES:
+                    raise InvalidExportRequest("_type supports Patient and Observation")
+                types.append(resource.strip())
+        elif name == "_since":
+            since = _instant(value)
+        else:
+            filters.append(_type_filter(value))
+    if filters and types and "Observation" not in types:
+        raise InvalidExportRequest("_typeFilter on Observation needs Observation in _type")
+    return ExportRequest(
+        url=url,
+        types=tuple(t for t in EXPORT_TYPES if t in types) if types else EXPORT_TYPES,
+        since=since,
+        filters=tuple(filters),
+    )
+
+
+def parameters_resource(body: object) -> list[tuple[str, str]]:
+    """POST kick-off: a FHIR Parameters resource -> (name, value) pairs (Bulk Data 2.0)."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise InvalidExportRequest("a POST kick-off takes a FHIR Parameters resource")
+    found: list[tuple[str, str]] = []
+    for parameter in body.get("parameter") or []:
+        if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str):
+            raise InvalidExportRequest("each parameter needs a name")
+        values = [v for k, v in parameter.items() if k.startswith("value") and isinstance(v, str)]
+        if len(values) != 1:
+            raise InvalidExportRequest("each parameter needs one string-like value")
+        found.append((parameter["name"], values[0]))
+    return found
+
+
+def _instant(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidExportRequest("_since is a FHIR instant with a time zone") from None
+    if moment.tzinfo is None:
+        raise InvalidExportRequest("_since is a FHIR instant with a time zone")
+    return moment
+
+
+# --------------------------------------------------------------------------------- kick-off
+
+
+def _terms(study: StoredStudy) -> StudyTerms:
+    transfer = None
+    if study.transfer_kind and study.transfer_reference:
+        transfer = TransferMechanism(
+            kind=study.transfer_kind,
+            reference=study.transfer_reference,
+            tia=study.transfer_tia,
+            # A mechanism never outlives the study it was recorded for.
+            expires_on=min(study.transfer_expires_on or study.expires_on, study.expires_on),
+        )
+    return StudyTerms(
+        zone=study.zone,
+        recipient_country=study.recipient_country,
+        measures=frozenset(study.measures),
+        expires_on=study.expires_on,
+        transfer=transfer,
+    )
+
+
+def _consents(subjects: Sequence[ExportSubject]) -> list[Consent]:
+    return [Consent(s.research_consent, s.cross_border_consent) for s in subjects]
+
+
+async def _study_for(
+    zone: Zone, principal: ClientPrincipal, study_id: str, types: Sequence[str]
+) -> StoredStudy:
+    """The study, if `principal` is one of its researcher clients holding read scopes for every
+    exported type; a study the client is not a researcher of is "not found" to it."""
+    study = await zone.db.studies.get(study_id)
+    if study is None or principal.client_id not in study.researcher_clients:
+        raise NotFound("no such study for this client")
+    if principal.role != "researcher":
+        raise Forbidden("only researcher clients export studies")
+    if not all(_PERMISSION[t] in principal.permissions for t in types):
+        raise Forbidden("the token's scopes do not cover every exported resource type")
+    return study
+
+
+@dataclass(frozen=True, slots=True)
+class KickedOff:
+    job_id: str
+
+
+async def kick_off(
+    zones: ZoneDirectory,
+    principal: ClientPrincipal,
+    study_id: str,
+    request: ExportRequest,
+    *,
+    now: datetime,
+) -> KickedOff:
+    zone = zones.require(principal.zone)
+    try:
+        study = await _study_for(zone, principal, study_id, request.types)
+    except GatewayError as refused:
+        await _audit_kick_off(zone, principal, study_id, None, refused.code)
+        raise
+    subjects = await zone.db.exports.subjects()
+    decision = decide_export(
+        _terms(study),
+        today=now.date(),
+        requested_codes=request.requested_codes,
+        consents=_consents(subjects),
+    )
+    if decision.refusal is not None:
+        # The refusal is committed to the audit log before the client hears of it.
+        await _audit_kick_off(zone, principal, study.id, decision, decision.refusal.value)
+        raise _REFUSALS[decision.refusal](_REFUSAL_TEXT[decision.refusal])
+    job_id = "x" + secrets.token_hex(16)
+    await zone.db.exports.create(
+        job_id,
+        study=study.id,
+        client=principal.client_id,
+        request=request.as_json(),
+        transaction_time=now,
+        expires_at=now + RETENTION,
+    )
+    await _audit_kick_off(zone, principal, study.id, decision, None, job_id=job_id, request=request)
+    event(log, "export.queued", zone=zone.name, study=study.id, job=job_id)
+    return KickedOff(job_id)
+
+
+async def _audit_kick_off(
+    zone: Zone,
+    principal: ClientPrincipal,
+    study_id: str,
+    decision: ExportDecision | None,
+    refusal: str | None,
+    *,
+    job_id: str | None = None,
+    request: ExportRequest | None = None,
+) -> None:
+    detail: dict[str, object] = {
+        "study": study_id,
+        "policy_version": POLICY_VERSION,
+        "decision": "refused" if refusal else "accepted",
+    }
+    if refusal:
+        detail["reason"] = refusal
+    if decision is not None:
+        detail["cross_border"] = decision.cross_border
+    if job_id is not None:
+        detail["job"] = job_id
+    if request is not None:
+        # The query's shape: types and whether filters were given, not their values.
+        detail["types"] = list(request.types)
+        detail["since"] = request.since is not None
+        detail["type_filters"] = len(request.filters)
+    await record(
+        zone,
+        action=AuditAction.EXPORT,
+        actor=principal.client_id,
+        subject=None,
+        outcome=AuditOutcome.REFUSED if refusal else AuditOutcome.SUCCESS,
+        detail=detail,
+    )
+
+
+# ----------------------------------------------------------------------------- status, files
+
+
+@dataclass(frozen=True, slots=True)
+class InProgress:
+    progress: str
+    retry_after: int = POLL_INTERVAL_SECONDS
+
+
+async def _own_job(zone: Zone, principal: ClientPrincipal, job_id: str, now: datetime) -> StoredJob:
+    job = await zone.db.exports.get(job_id, now) if JOB_ID.fullmatch(job_id) else None
+    # Another client's job is as unknown as a job that never existed.
+    if job is None or job.client != principal.client_id or principal.role != "researcher":
+        raise NotFound("no such export job")
+    return job
+
+
+async def status(
+    zones: ZoneDirectory, principal: ClientPrincipal, job_id: str, *, now: datetime, base: str
+) -> InProgress | dict[str, object]:
+    """The job's progress, or its manifest (output URLs under `base`, the public /fhir URL)."""
+    zone = zones.require(principal.zone)
+    job = await _own_job(zone, principal, job_id, now)
+    if not await zone.db.exports.poll(job.id, now, POLL_INTERVAL_SECONDS):
+        raise RateLimited(
+            "status polled faster than Retry-After", retry_after=POLL_INTERVAL_SECONDS
+        )
+    if job.state == "failed":
+        raise ExportFailed(f"the export failed: {job.error or 'internal error'}")
+    if job.state != "done" or job.manifest is None:
+        return InProgress(job.progress or job.state)
+    manifest: dict[str, object] = orjson.loads(job.manifest)
+    _with_urls(manifest, base, job.id)
+    return manifest
+
+
+def _with_urls(value: object, base: str, job_id: str) -> None:
+    """Manifest entries are stored with file names; URLs are made from the public base now."""
+    if isinstance(value, dict):
+        name = value.pop("name", None)
+        if isinstance(name, str):
+            value["url"] = f"{base}/$export-file/{job_id}/{name}"
+        for item in value.values():
+            _with_urls(item, base, job_id)
+    elif isinstance(value, list):
+        for item in value:
+            _with_urls(item, base, job_id)
+
+
+async def cancel(
+    zones: ZoneDirectory, principal: ClientPrincipal, job_id: str, *, now: datetime
+) -> None:
+    zone = zones.require(principal.zone)
+    job = await _own_job(zone, principal, job_id, now)
+    if not await zone.db.exports.cancel(job.id, principal.client_id, now):
+        raise NotFound("no such export job")
+    event(log, "export.cancelled", zone=zone.name, study=job.study, job=job.id)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFile:
+    type: str
+    media_type: str
+    size: int
+    chunks: AsyncGenerator[bytes, None] = field(repr=False)
+
+
+async def open_file(
+    zones: ZoneDirectory, principal: ClientPrincipal, job_id: str, name: str, *, now: datetime
+) -> ExportFile:
+    zone = zones.require(principal.zone)
+    job = await _own_job(zone, principal, job_id, now)
+    stored = (
+        await zone.db.exports.file(job.id, name)
+        if job.state == "done" and FILE_NAME.fullmatch(name)
+        else None
+    )
+    if stored is None:
+        raise NotFound("no such export file")
+    media_type = "text/csv" if name.endswith(".csv") else "application/fhir+ndjson"
+    return ExportFile(stored.type, media_type, stored.bytes, zone.db.exports.chunks(job.id, name))
+
+
+# ------------------------------------------------------------------------------- the worker
+
+
+class _Stopped(Exception):
+    """The job was cancelled (or expired) while running: stop writing."""
+
+
+class _FileWriter:
+    """One output file, written as CHUNK_BYTES chunks into the zone database; keeps only the
+    current chunk in memory and hashes as it goes."""
+
+    def __init__(self, zone: Zone, job_id: str, name: str, resource_type: str) -> None:
+        self._zone = zone
+        self._job = job_id
+        self.name = name
+        self.type = resource_type
+        self._buffer = bytearray()
+        self._hash = hashlib.sha256()
+        self._seq = 0
+        self.count = 0
+        self.bytes = 0
+
+    async def write(self, line: bytes) -> None:
+        self._buffer += line
+        self.count += 1
+        if len(self._buffer) >= CHUNK_BYTES:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._buffer:
+            return
+        content = bytes(self._buffer)
+        self._buffer.clear()
+        self._hash.update(content)
+        self.bytes += len(content)
+        await self._zone.db.exports.write_chunk(self._job, self.name, self._seq, content)
+        self._seq += 1
+
+    async def close(self, *, count_header: bool = False) -> StoredFile:
+        await self._flush()
+        stored = StoredFile(
+            name=self.name,
+            type=self.type,
+            sha256=self._hash.hexdigest(),
+            count=self.count - (1 if count_header else 0),
+            bytes=self.bytes,
+        )
+        await self._zone.db.exports.add_file(self._job, stored)
+        return stored
+
+
+CSV_COLUMNS: Final = (
+    "id", "patient", "status", "category", "code", "display", "effective_start", "effective_end",
+    "value", "comparator", "unit", "statistic",
+    "component_1_code", "component_1_value", "component_1_unit",
+    "component_2_code", "component_2_value", "component_2_unit",
+)  # fmt: skip
+
+
+def _first_coding(concept: object) -> Mapping[str, object]:
+    if isinstance(concept, list):
+        concept = concept[0] if concept else None
+    if isinstance(concept, dict):
+        codings = concept.get("coding")
+        if isinstance(codings, list) and codings and isinstance(codings[0], dict):
+            return codings[0]
+    return {}
+
+
+def _quantity(value: object) -> tuple[object, object, object]:
+    if isinstance(value, dict):
+        return value.get("value", ""), value.get("comparator", ""), value.get("code", "")
+    return "", "", ""
+
+
+def csv_row(resource: Mapping[str, object]) -> list[object]:
+    """One de-identified Observation as a flat CSV row (`CSV_COLUMNS`). Only values from the
+    de-identified resource are used: the CSV can carry nothing the NDJSON does not."""
+    code = _first_coding(resource.get("code"))
+    period = resource.get("effectivePeriod")
+    start = resource.get("effectiveDateTime") or resource.get("effectiveInstant") or ""
+    end: object = ""
+    if isinstance(period, dict):
+        start, end = period.get("start", ""), period.get("end", "")
+    value, comparator, unit = _quantity(resource.get("valueQuantity"))
+    statistic = ""
+    for extension in resource.get("extension") or []:  # type: ignore[attr-defined]
+        statistic = extension.get("valueCode", "")
+    subject = resource.get("subject")
+    row: list[object] = [
+        resource.get("id", ""),
+        subject.get("reference", "").removeprefix("Patient/") if isinstance(subject, dict) else "",
+        resource.get("status", ""),
+        _first_coding(resource.get("category")).get("code", ""),
+        code.get("code", ""),
+        code.get("display", ""),
+        start,
+        end,
+        value,
+        comparator,
+        unit,
+        statistic,
+    ]
+    components = resource.get("component")
+    for index in range(2):
+        if isinstance(components, list) and index < len(components):
+            component = components[index]
+            c_value, _, c_unit = _quantity(component.get("valueQuantity"))
+            row += [_first_coding(component.get("code")).get("code", ""), c_value, c_unit]
+        else:
+            row += ["", "", ""]
+    return row
+
+
+def _csv_line(row: Sequence[object]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(row)  # RFC 4180 line ends
+    return out.getvalue().encode()
+
+
+def _policy(study: StoredStudy) -> DeidPolicy:
+    return DeidPolicy(
+        date_shift_bound=timedelta(days=study.shift_days),
+        allowed_codes=frozenset(study.measures),
+        keep_weekday=study.keep_weekday,
+        timestamp_resolution=TimestampResolution(study.resolution),
+        k=study.k,
+    )
+
+
+@dataclass
+class _Member:
+    pseudonym: str
+    qi: QuasiIdentifiers
+    sex: Sex
+
+
+def _members(
+    zone: Zone, subjects: Sequence[ExportSubject], decision: ExportDecision, policy: DeidPolicy
+) -> tuple[dict[str, _Member], Counter[str]]:
+    """The study's members and their quasi-identifiers; counts of who is left out and why."""
+    members: dict[str, _Member] = {}
+    excluded: Counter[str] = Counter()
+    for subject in subjects:
+        if not subject.research_consent:
+            excluded["no-research-consent"] += 1
+            continue
+        if not decision.member(Consent(subject.research_consent, subject.cross_border_consent)):
+            excluded["no-cross-border-consent"] += 1
+            continue
+        identity = zone.vault.open(
+            subject.pseudonym,
+            SealedIdentity(subject.wrapped_key, subject.kek_version, subject.identity),
+        )
+        birth_text, sex_text = identity.get("birth_date"), identity.get("sex")
+        if not isinstance(birth_text, str) or sex_text not in tuple(Sex):
+            # No birth date, no age band: fail closed rather than release an unbanded person.
+            excluded["no-birth-date"] += 1
+            continue
+        sex = Sex(str(sex_text))
+        band = age_band(
+            date.fromisoformat(birth_text),
+            subject.enrolled_at.astimezone(UTC).date(),
+            policy.age_band_width,
+        )
+        members[subject.pseudonym] = _Member(
+            subject.pseudonym, QuasiIdentifiers(band, sex.value, subject.site), sex
+        )
+    return members, excluded
+
+
+@dataclass
+class _Run:
+    """One run of a job: what was decided before writing, and what has been written."""
+
+    job: StoredJob
+    study: StoredStudy
+    request: ExportRequest
+    policy: DeidPolicy
+    decision: ExportDecision
+    members: dict[str, _Member]
+    excluded: Counter[str]
+    kept: list[str]
+    study_ids: dict[str, str]
+    k_report: dict[str, object]
+    resources: int = 0
+    left_out: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    dropped_extensions: Counter[str] = field(default_factory=Counter)
+    unknown_extensions: Counter[str] = field(default_factory=Counter)
+
+
+class ExportRunner:
+    """Runs one claimed job of one zone, start to finish."""
+
+    def __init__(self, zone: Zone, keyring: ZoneKeyRing, lease_seconds: float) -> None:
+        self._zone = zone
+        self._keyring = keyring
+        self._lease = lease_seconds
+
+    async def run(self, job: StoredJob) -> None:
+        run = await self._prepare(job)
+        if run is None:
+            return
+        await self._zone.db.exports.reset_files(job.id)
+        files: list[StoredFile] = []
+        csv_file: StoredFile | None = None
+        if "Patient" in run.request.types:
+            files.append(await self._write_patients(run))
+        if "Observation" in run.request.types:
+            ndjson, csv_file = await self._write_observations(run)
+            files.append(ndjson)
+        await self._release(run, files, csv_file)
+
+    async def _progress(self, run: _Run) -> None:
+        renewed = await self._zone.db.exports.renew(
+            run.job.id, f"{run.resources} resources", self._lease
+        )
+        if not renewed:
+            raise _Stopped
+
+    async def _prepare(self, job: StoredJob) -> _Run | None:
+        """Decide who is in the extract; None (job failed, refusal audited) when nobody may be."""
+        zone = self._zone
+        study = await zone.db.studies.get(job.study)
+        if study is None:
+            await zone.db.exports.fail(job.id, "the study no longer exists")
+            return None
+        request = ExportRequest.from_json(job.request)
+        policy = _policy(study)
+        subjects = await zone.db.exports.subjects()
+        # Consent is judged at export time (issue 5): re-decide; a withdrawal since kick-off wins.
+        decision = decide_export(
+            _terms(study),
+            today=datetime.now(UTC).date(),
+            requested_codes=request.requested_codes,
+            consents=_consents(subjects),
+        )
+        if decision.refusal is not None:
+            await record(
+                zone,
+                action=AuditAction.RELEASE,
+                actor=job.client,
+                subject=None,
+                outcome=AuditOutcome.REFUSED,
+                detail={
+                    "study": study.id,
+                    "job": job.id,
+                    "reason": decision.refusal.value,
+                    "policy_version": POLICY_VERSION,
+                },
+            )
+            await zone.db.exports.fail(job.id, decision.refusal.value)
+            return None
+        members, excluded = _members(zone, subjects, decision, policy)
+        # k-anonymity over the eligible subjects first: suppressed subjects' rows never leave.
+        gate = k_anonymity(
+            {s: m.qi for s, m in members.items()}, policy.k, generalise_site=policy.generalise_site
+        )
+        if gate.suppressed:
+            excluded["k-anonymity-suppressed"] += len(gate.suppressed)
+        kept = sorted(gate.kept)
+        for subject in kept:
+            members[subject].qi = gate.released[subject]
+        recipient = study.recipient_org
+        return _Run(
+            job=job,
+            study=study,
+            request=request,
+            policy=policy,
+            decision=decision,
+            members=members,
+            excluded=excluded,
+            kept=kept,
+            study_ids={s: study_pseudonym(self._keyring, study.id, recipient, s) for s in kept},
+            k_report={
+                "k": policy.k,
+                "eligible": len(members),
+                "kept": len(gate.kept),
+                "generalised": len(gate.generalised),
+                "suppressed": len(gate.suppressed),
+                "smallestGroup": min(gate.groups.values(), default=0),
+            },
+        )
+
+    async def _write_patients(self, run: _Run) -> StoredFile:
+        writer = _FileWriter(self._zone, run.job.id, "Patient.ndjson", "Patient")
+        for subject in run.kept:
+            member = run.members[subject]
+            patient = deidentify_patient(
+                study_subject=run.study_ids[subject],
+                age_band=member.qi.age_band,
+                sex=member.sex,
+                site=member.qi.site,
+            )
+            await writer.write(orjson.dumps(patient, option=orjson.OPT_APPEND_NEWLINE))
+            run.resources += 1
+        stored = await writer.close()
+        await self._progress(run)
+        return stored
+
+    async def _write_observations(self, run: _Run) -> tuple[StoredFile, StoredFile]:
+        job, study, policy, request = run.job, run.study, run.policy, run.request
+        ndjson = _FileWriter(self._zone, job.id, "Observation.ndjson", "Observation")
+        table = _FileWriter(self._zone, job.id, "Observation.csv", "Observation")
+        await table.write(_csv_line(CSV_COLUMNS))
+        shifts: dict[str, timedelta] = {}
+        categories = request.categories
+
+        def resource_id(stored: str) -> str:
+            return study_resource_id(self._keyring, study.id, study.recipient_org, stored)
+
+        rows = self._zone.db.exports.observations(
+            run.kept,
+            codes=sorted(request.requested_codes or policy.allowed_codes),
+            categories=sorted(categories) if categories is not None else None,
+            since=request.since,
+            until=job.transaction_time,
+        )
+        async with contextlib.aclosing(rows):
+            async for subject, code, category, body in rows:
+                if not request.matches(code, category):
+                    continue
+                shift = shifts.get(subject)
+                if shift is None:
+                    # One offset per (study, subject), for every timestamp of the subject.
+                    shift = shifts[subject] = date_shift(
+                        self._keyring,
+                        study.id,
+                        subject,
+                        bound=policy.date_shift_bound,
+                        keep_weekday=policy.keep_weekday,
+                    )
+                try:
+                    resource, report = deidentify_observation(
+                        orjson.loads(body),
+                        study_subject=run.study_ids[subject],
+                        shift=shift,
+                        policy=policy,
+                        resource_id=resource_id,
+                    )
+                except ResourceExcluded as excluded:
+                    run.left_out[excluded.reason.value] += 1
+                    continue
+                run.dropped.update(report.dropped_elements)
+                run.dropped_extensions.update(report.dropped_extensions)
+                run.unknown_extensions.update(report.unknown_extensions)
+                await ndjson.write(orjson.dumps(resource, option=orjson.OPT_APPEND_NEWLINE))
+                await table.write(_csv_line(csv_row(resource)))
+                run.resources += 1
+                if run.resources % PROGRESS_EVERY == 0:
+                    await self._progress(run)
+        return await ndjson.close(), await table.close(count_header=True)
+
+    async def _release(
+        self, run: _Run, files: list[StoredFile], csv_file: StoredFile | None
+    ) -> None:
+        zone, job, study = self._zone, run.job, run.study
+        released = [*files, *([csv_file] if csv_file else [])]
+        excluded_subjects = dict(sorted(run.excluded.items()))
+        excluded_resources = dict(sorted(run.left_out.items()))
+        # The release is audited (file hashes, counts, k result, policy version) before the job
+        # is marked done: no manifest, and so no file URL, exists before this commit.
+        await record(
+            zone,
+            action=AuditAction.RELEASE,
+            actor=job.client,
+            subject=None,
+            outcome=AuditOutcome.SUCCESS,
+            detail={
+                "study": study.id,
+                "job": job.id,
+                "policy_version": POLICY_VERSION,
+                "cross_border": run.decision.cross_border,
+                "recipient_country": study.recipient_country,
+                "date_shift_key_version": date_shift_version(self._keyring),
+                "files": [
+                    {"name": f.name, "sha256": f.sha256, "count": f.count, "bytes": f.bytes}
+                    for f in released
+                ],
+                "k_anonymity": run.k_report,
+                "excluded_subjects": excluded_subjects,
+                "excluded_resources": excluded_resources,
+            },
+        )
+        manifest = {
+            "transactionTime": job.transaction_time.astimezone(UTC).isoformat(),
+            "request": run.request.url,
+            "requiresAccessToken": True,
+            "output": [{"type": f.type, "name": f.name, "count": f.count} for f in files],
+            "error": [],
+            # Bulk Data 2.0 reserves `extension` in the manifest for server-specific content.
+            "extension": {
+                "policyVersion": POLICY_VERSION,
+                "study": study.id,
+                "kAnonymity": run.k_report,
+                "excludedSubjects": excluded_subjects,
+                "excludedResources": excluded_resources,
+                "deidentification": {
+                    "droppedElements": dict(sorted(run.dropped.items())),
+                    "droppedExtensions": dict(sorted(run.dropped_extensions.items())),
+                    "unknownExtensions": dict(sorted(run.unknown_extensions.items())),
+                },
+                "files": [{"name": f.name, "sha256": f.sha256} for f in released],
+                "csv": (
+                    [{"type": "Observation", "name": csv_file.name, "count": csv_file.count}]
+                    if csv_file
+                    else []
+                ),
+            },
+        }
+        if await zone.db.exports.finish(job.id, orjson.dumps(manifest)):
+            event(
+                log,
+                "export.completed",
+                zone=zone.name,
+                study=study.id,
+                job=job.id,
+                resources=run.resources,
+                suppressed=run.k_report["suppressed"],
+            )
+
+
+class ExportWorkers:
+    """One background task per served zone (started and stopped by the app's cleanup context).
+    A job runs in the process serving its zone, on that zone's database and keys only."""
+
+    def __init__(
+        self,
+        zones: ZoneDirectory,
+        keyrings: Mapping[str, ZoneKeyRing],
+        *,
+        lease_seconds: float = 60.0,
+        idle_seconds: float = 5.0,
+    ) -> None:
+        self._zones = zones
+        self._keyrings = keyrings
+        self._lease = lease_seconds
+        self._idle = idle_seconds
+        self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in zones}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        for name, zone in self._zones.items():
+            runner = ExportRunner(zone, self._keyrings[name], self._lease)
+            self._tasks.append(
+                asyncio.create_task(self._loop(zone, runner), name=f"export-worker-{name}")
+            )
+
+    def wake(self, zone: str) -> None:
+        if zone in self._wake:
+            self._wake[zone].set()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def _loop(self, zone: Zone, runner: ExportRunner) -> None:
+        wake = self._wake[zone.name]
+        while True:
+            try:
+                await zone.db.exports.delete_expired(datetime.now(UTC))
+                job = await zone.db.exports.claim(self._lease)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                event(log, "export.claim_failed", logging.WARNING, zone=zone.name, exc_info=True)
+                job = None
+            if job is None:
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self._idle)
+                continue
+            await self._run(zone, runner, job)
+
+    async def _run(self, zone: Zone, runner: ExportRunner, job: StoredJob) -> None:
+        event(log, "export.started", zone=zone.name, study=job.study, job=job.id)
+        try:
+            await runner.run(job)
+        except asyncio.CancelledError:
+            # Shutting down: hand the job back so the next start (or another process) resumes it.
+            await asyncio.shield(zone.db.exports.requeue(job.id))
+            raise
+        except _Stopped:
+            event(log, "export.stopped", zone=zone.name, job=job.id)
+        except Exception:
+            # Exception messages may quote data: only the type is logged (gateway.logs).
+            event(log, "export.failed", logging.ERROR, zone=zone.name, job=job.id, exc_info=True)
+            with contextlib.suppress(Exception):
+                await zone.db.exports.fail(job.id, "internal error")
