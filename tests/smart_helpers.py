@@ -27,6 +27,19 @@ async def client_token(
     scopes: tuple[str, ...] = READ_ALL,
 ) -> str:
     """A fresh access token of a newly registered client of `site` (the zone's test site)."""
+    _, token = await registered_client(gateway, zone=zone, site=site, role=role, scopes=scopes)
+    return token
+
+
+async def registered_client(
+    gateway: Gateway,
+    *,
+    zone: str = "cn",
+    site: str | None = None,
+    role: str = "clinic",
+    scopes: tuple[str, ...] = READ_ALL,
+) -> tuple[str, str]:
+    """(client id, access token) of a newly registered client with an ES384 key."""
     key = ec.generate_private_key(ec.SECP384R1())
     kid = f"kid-{uuid.uuid4().hex[:8]}"
     jwk: dict[str, Any] = {**ECAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": kid}
@@ -38,6 +51,13 @@ async def client_token(
         jwks={"keys": [jwk]},
         scopes=scopes,
     )
+    return client_id, await token_for(gateway, client_id, key, kid, scopes)
+
+
+async def token_for(
+    gateway: Gateway, client_id: str, key: Any, kid: str, scopes: tuple[str, ...]
+) -> str:
+    """An access token for a registered client, through a signed assertion to POST /auth/token."""
     discovery = await gateway.client.get("/.well-known/smart-configuration")
     token_url = str((await discovery.json())["token_endpoint"])
     now = int(datetime.now(UTC).timestamp())

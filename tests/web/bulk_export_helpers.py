@@ -5,22 +5,18 @@ kick-off / poll / download steps over HTTP."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import jwt
 import orjson
-from cryptography.hazmat.primitives.asymmetric import ec
-from jwt.algorithms import ECAlgorithm
 
 from gateway.residency.export_policy import TransferMechanism
-from gateway.services.smart import JWT_BEARER, register_client
 from gateway.services.studies import NewStudy, add_study
 from gateway.web.keys import ZONES
-from tests.conftest import SITE, Gateway
+from tests.conftest import Gateway
+from tests.smart_helpers import registered_client
 
 RESEARCH_SCOPES = ("system/Observation.rs", "system/Patient.rs")
 HEART_RATE = "8867-4"
@@ -46,50 +42,8 @@ async def researcher(
     role: str = "researcher",
     scopes: tuple[str, ...] = RESEARCH_SCOPES,
 ) -> Researcher:
-    key = ec.generate_private_key(ec.SECP384R1())
-    kid = f"kid-{uuid.uuid4().hex[:8]}"
-    jwk: dict[str, Any] = {**ECAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": kid}
-    client_id = await register_client(
-        gateway.client.app[ZONES],
-        zone=zone,
-        site=SITE[zone],
-        role=role,
-        jwks={"keys": [jwk]},
-        scopes=scopes,
-    )
-    return Researcher(client_id, await token_for(gateway, client_id, key, kid, scopes), zone)
-
-
-async def token_for(
-    gateway: Gateway, client_id: str, key: Any, kid: str, scopes: Sequence[str]
-) -> str:
-    discovery = await gateway.client.get("/.well-known/smart-configuration")
-    token_url = str((await discovery.json())["token_endpoint"])
-    now = int(datetime.now(UTC).timestamp())
-    assertion = jwt.encode(
-        {
-            "iss": client_id,
-            "sub": client_id,
-            "aud": token_url,
-            "exp": now + 240,
-            "iat": now,
-            "jti": uuid.uuid4().hex,
-        },
-        key,
-        algorithm="ES384",
-        headers={"kid": kid, "typ": "JWT"},
-    )
-    response = await gateway.client.post(
-        "/auth/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_assertion_type": JWT_BEARER,
-            "client_assertion": assertion,
-            "scope": " ".join(scopes),
-        },
-    )
-    assert response.status == 200, await response.text()
-    return str((await response.json())["access_token"])
+    client_id, token = await registered_client(gateway, zone=zone, role=role, scopes=scopes)
+    return Researcher(client_id, token, zone)
 
 
 async def study(
