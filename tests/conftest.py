@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from hypothesis import settings
 
 from gateway.app import create_app
 from gateway.privacy import ZoneKeyRing
@@ -25,6 +26,13 @@ from gateway.services.auth import add_credential
 from gateway.settings import Settings, ZoneSettings
 from gateway.storage import dsn_with_database, migrate_database
 from gateway.web.keys import ZONES
+
+# Property tests: random examples by default (they find what nobody thought of); `ci` replays the
+# same examples every run, so a build's result depends on its change alone; `thorough` explores
+# twenty times further, for a local run after touching parsing, times or keys.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("thorough", max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,9 @@ from gateway.models import (
 # FHIR dateTime/instant allow offsets -14:00..+14:00 in whole minutes
 # (http://hl7.org/fhir/R4/datatypes.html#dateTime).
 _MAX_OFFSET = timedelta(hours=14)
+# No wearable reading predates this; earlier times are typing or clock errors, and times near
+# year 1 cannot even be converted to UTC.
+EARLIEST_READING = datetime(1900, 1, 1, tzinfo=UTC)
 _DECIMALS = 6
 
 
@@ -146,12 +149,9 @@ def _times(
             return aware_end
         end = aware_end
 
-    latest = now + max_future_skew
-    if start > latest or (end is not None and end > latest):
-        return Rejection(
-            RejectionCode.FUTURE_TIMESTAMP,
-            f"reading time is more than {_minutes(max_future_skew)} in the future",
-        )
+    outside = _outside_window(start, end, now=now, max_future_skew=max_future_skew)
+    if outside is not None:
+        return outside
     if end is None:
         if measure.interval:
             return Rejection(
@@ -160,6 +160,21 @@ def _times(
     elif end < start or (measure.interval and end == start):
         return Rejection(RejectionCode.INVALID_INTERVAL, "end must be later than start")
     return start, end
+
+
+def _outside_window(
+    start: datetime, end: datetime | None, *, now: datetime, max_future_skew: timedelta
+) -> Rejection | None:
+    earliest = min(start, end or start)
+    if earliest < EARLIEST_READING:
+        return Rejection(RejectionCode.INVALID_READING, "reading time is before 1900-01-01")
+    latest = now + max_future_skew
+    if max(start, end or start) > latest:
+        return Rejection(
+            RejectionCode.FUTURE_TIMESTAMP,
+            f"reading time is more than {_minutes(max_future_skew)} in the future",
+        )
+    return None
 
 
 def _aware(name: str, moment: datetime, *, assume_utc: bool) -> datetime | Rejection:

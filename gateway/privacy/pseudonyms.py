@@ -154,4 +154,7 @@ def parse_version(pseudonym: str) -> int:
 def _utc_instant(moment: datetime) -> str:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("reading times must be timezone-aware")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    try:
+        return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    except OverflowError:
+        raise ValueError("reading time cannot be expressed in UTC") from None

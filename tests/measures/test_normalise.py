@@ -334,6 +334,26 @@ def test_a_time_beyond_the_clock_skew_is_in_the_future(
     assert "5 min" in rejection.message
 
 
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (datetime(1899, 12, 31, 23, 59, tzinfo=UTC), None),
+        # Year 1 at a positive offset is before 0001-01-01 in UTC: it must be refused, not crash.
+        (datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=3))), None),
+        (datetime(1, 1, 1, tzinfo=UTC), TAKEN),
+    ],
+)
+def test_a_time_before_1900_is_an_invalid_reading(start: datetime, end: datetime | None) -> None:
+    rejection = rejected(candidate(start=start, end=end))
+    assert rejection.code is RejectionCode.INVALID_READING
+    assert "1900" in rejection.message
+
+
+def test_1900_itself_is_accepted() -> None:
+    result = normalise(candidate(start=datetime(1900, 1, 1, tzinfo=UTC)), now=NOW)
+    assert not isinstance(result, Rejection)
+
+
 def test_the_clock_skew_is_configurable() -> None:
     c = candidate(start=NOW + timedelta(minutes=1))
     result = normalise(c, now=NOW, max_future_skew=timedelta(0))

@@ -105,7 +105,13 @@ def test_blind_indexes_are_fhir_ids_carrying_version_1(system: str, value: str) 
 
 @given(
     texts=st.tuples(st.text(), st.text(), st.text(), st.text()),
-    start=st.datetimes(timezones=st.timezones()),
+    # A day's margin at both ends: every such time, at any offset, is an instant in UTC.
+    # (Hypothesis takes naive bounds and adds the zones itself.)
+    start=st.datetimes(
+        min_value=datetime(1, 1, 2),  # noqa: DTZ001
+        max_value=datetime(9999, 12, 30),  # noqa: DTZ001
+        timezones=st.timezones(),
+    ),
     end=st.none() | st.datetimes(timezones=st.just(UTC)),
 )
 def test_dedup_keys_are_fhir_ids_carrying_version_1(
@@ -118,6 +124,20 @@ def test_dedup_keys_are_fhir_ids_carrying_version_1(
     assert FHIR_ID.fullmatch(key)
     assert re.fullmatch(r"o1-[a-z2-7]{32}", key)
     assert parse_version(key) == 1
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=3))),
+        datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-3))),
+    ],
+)
+def test_a_time_with_no_utc_instant_is_a_value_error_not_an_overflow(start: datetime) -> None:
+    with pytest.raises(ValueError, match="UTC"):
+        PSEUDONYMISER.dedup_key(
+            vendor="v", device_id="d", subject="s", measure="m", start=start, end=None
+        )
 
 
 def test_values_survive_writing_and_reloading_the_key_ring(tmp_path: Path) -> None:
