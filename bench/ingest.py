@@ -1,6 +1,7 @@
 """The ingest benchmark (issue 7): one command, a gateway it starts itself on loopback, a table.
 
-    python -m bench.ingest [--quick] [--database-url URL] [--out results.json] [--profile FILE]
+    python -m bench.ingest [--quick] [--database-url URL] [--out results.json]
+                           [--profile FILE] [--profile-single FILE]
 
 Without `--database-url` it starts an embedded PostgreSQL (`pgserver`) in a temporary folder;
 with it, it creates a scratch database `wg_bench_…` on that server (the role needs CREATEDB) and
@@ -28,6 +29,7 @@ import asyncio
 import contextlib
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -103,12 +105,14 @@ class Options:
     database_url: str | None
     out: Path | None
     profile: Path | None
+    profile_single: Path | None
     readings: int
     duration: float
     soak: float
     subjects: int
     warmup: float
     probes: int
+    settings: tuple[tuple[str, str], ...] = ()
     batch_size: int = 500
     batch_clients: int = 8
     connections: int = 64
@@ -125,23 +129,41 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument(
         "--profile", type=Path, help="sample the gateway with py-spy during the batch phase"
     )
+    parser.add_argument(
+        "--profile-single", type=Path, help="the same during the single-reading phase"
+    )
     parser.add_argument("--readings", type=int, help="batch readings (200000; quick 20000)")
     parser.add_argument("--duration", type=float, help="single-reading seconds (20; quick 3)")
     parser.add_argument("--soak", type=float, help="sustained-run seconds (120; quick 10)")
     parser.add_argument("--subjects", type=int, default=1000, help="subjects enrolled (1000)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a gateway setting for the run, e.g. write_concurrency=4 (repeatable)",
+    )
     args = parser.parse_args(argv)
+    settings = []
+    for item in args.set:
+        name, equals, value = item.partition("=")
+        if not equals or not re.fullmatch(r"[a-z_]+", name):
+            parser.error("--set takes NAME=VALUE with a settings name, e.g. write_concurrency=4")
+        settings.append((name, value))
     quick = bool(args.quick)
     return Options(
         quick=quick,
         database_url=args.database_url,
         out=args.out,
         profile=args.profile,
+        profile_single=args.profile_single,
         readings=args.readings or (20_000 if quick else 200_000),
         duration=args.duration or (3.0 if quick else 20.0),
         soak=args.soak or (10.0 if quick else 120.0),
         subjects=args.subjects,
         warmup=0.5 if quick else 2.0,
         probes=50 if quick else 400,
+        settings=tuple(settings),
     )
 
 
@@ -288,7 +310,9 @@ async def register_smart_client(dsn: str, key_file: Path, site: str = SITE) -> S
     return SmartClient(client_id, kid, key)
 
 
-def gateway_environment(dsn: str, key_file: Path, port: int) -> dict[str, str]:
+def gateway_environment(
+    dsn: str, key_file: Path, port: int, settings: Sequence[tuple[str, str]] = ()
+) -> dict[str, str]:
     # The caller's own GATEWAY_* settings (a config file, other zones) must not leak in.
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env |= {
@@ -302,6 +326,7 @@ def gateway_environment(dsn: str, key_file: Path, port: int) -> dict[str, str]:
         "GATEWAY_RATE_LIMIT_PER_SECOND": "1000000",
         "GATEWAY_RATE_LIMIT_BURST": "1000000",
     }
+    env |= {f"GATEWAY_{name.upper()}": value for name, value in settings}
     return env
 
 
@@ -527,6 +552,19 @@ async def checkpoint(dsn: str) -> bool:
     return True
 
 
+async def checkpoints_done(conn: Any) -> float:
+    """Checkpoints the server has completed since its statistics were reset (server-wide)."""
+    for sql in (
+        "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter",  # PostgreSQL <= 16
+        "SELECT num_timed + num_requested FROM pg_stat_checkpointer",  # PostgreSQL 17+
+    ):
+        try:
+            return float(await conn.fetchval(sql))
+        except Exception:  # noqa: S112 - that view or column is not on this server's version
+            continue
+    return 0.0
+
+
 async def copy_baseline(dsn: str, rows: list[ObservationRow]) -> dict[str, Any]:
     db = await ZoneDatabase.connect(ZONE, dsn, max_size=1)
     try:
@@ -692,13 +730,18 @@ async def soak_phase(run: Run, monitor: RssMonitor) -> dict[str, Any]:
     spec = single_spec(
         options, url=run.ingest_url, token=run.vendor, phase="SOAK", duration=options.soak, warmup=0
     )
+    before = await write_counters(run)
     started = time.monotonic()
     result = await run_load(run.procs, spec, time_limit=options.soak + 180)
     ended = time.monotonic()
+    writes = counter_rates(before, await write_counters(run), ended - started)
     first, last = monitor.quarters(started, ended)
     return {
         "seconds": options.soak,
         "readings_per_s": result["requests_per_s"],
+        # Sustained latency, checkpoints included (the phase runs long enough to meet them).
+        "latency_ms": result["latency_ms"],
+        "checkpoints": writes["checkpoints"],
         "statuses": result["statuses"],
         "first_quarter_mib": round(first, 2),
         "last_quarter_mib": round(last, 2),
@@ -813,7 +856,9 @@ async def measure(options: Options, procs: Processes, workdir: Path) -> dict[str
             key_file, vendor, clinic = await issue_keys(dsn, workdir)
             port = free_port()
             gateway = await start_gateway(
-                procs, gateway_environment(dsn, key_file, port), workdir / "gateway.log"
+                procs,
+                gateway_environment(dsn, key_file, port, options.settings),
+                workdir / "gateway.log",
             )
             smart = await register_smart_client(dsn, key_file)
             run = Run(options, procs, dsn, f"http://127.0.0.1:{port}", vendor, clinic, smart)
@@ -848,6 +893,7 @@ async def write_counters(run: Run) -> dict[str, float]:
             wal = await conn.fetchrow("SELECT wal_records, wal_sync, wal_write FROM pg_stat_wal")
             if wal is not None:
                 counters |= {k: float(v) for k, v in dict(wal).items()}
+        counters["checkpoints"] = await checkpoints_done(conn)
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
         http.get(f"{run.base}/metrics") as response,
@@ -867,6 +913,10 @@ def counter_rates(
     rates = {f"{k}_per_s": round(v / seconds, 1) for k, v in delta.items() if "batch" not in k}
     batches = delta.get("batch_rows_count", 0.0)
     rates["db_batches"] = batches
+    # Checkpoints that ran during the phase (timed or forced by WAL volume; the benchmark's own
+    # CHECKPOINTs are issued between phases): each makes the next write of every page a full-page
+    # image in the WAL, which is when commit latency spikes.
+    rates["checkpoints"] = delta.get("checkpoints", 0.0)
     rows = delta.get("batch_rows_sum", 0.0)
     rates["mean_batch_rows"] = round(rows / batches, 1) if batches else 0.0
     # The 1-minute load average as the phase ends: what else wanted the 2 cores.
@@ -907,7 +957,7 @@ async def run_phases(
 
     # 2. batch ingest (profiled on request).
     checks["checkpoint_before_batch"] = await checkpoint(run.dsn)
-    profiler = await start_profiler(run.procs, options, results)
+    profiler = await start_profiler(run.procs, options.profile, results, "profile")
     before = await write_counters(run)
     try:
         with gateway_cpu(monitor) as cpu:
@@ -927,12 +977,26 @@ async def run_phases(
     batch["writes"] = counter_rates(before, await write_counters(run), phase_seconds)
     results["batch"] = batch
 
-    # 3 + 4. single readings, with the queryable probes alongside.
+    await single_and_queryable(run, results, monitor)
+
+
+async def single_and_queryable(run: Run, results: dict[str, Any], monitor: RssMonitor) -> None:
+    """Phases 3 + 4: single readings, with the queryable probes alongside."""
+    options = run.options
+    # The batch phase's WAL would otherwise force a checkpoint early in this one.
+    results["checks"]["checkpoint_before_single"] = await checkpoint(run.dsn)
+    profiler = await start_profiler(run.procs, options.profile_single, results, "profile_single")
     before = await write_counters(run)
-    with gateway_cpu(monitor) as cpu:
-        phase_started = time.perf_counter()
-        single, probes = await single_phase(run)
-        phase_seconds = time.perf_counter() - phase_started
+    try:
+        with gateway_cpu(monitor) as cpu:
+            phase_started = time.perf_counter()
+            single, probes = await single_phase(run)
+            phase_seconds = time.perf_counter() - phase_started
+    finally:
+        if profiler is not None:
+            await run.procs.stop(profiler, signal.SIGINT)
+    if options.profile_single is not None and options.profile_single.exists():
+        results["profile_single"] = summarise_profile(options.profile_single)
     single["gateway_cpu_pct"] = cpu["pct"]
     single["writes"] = counter_rates(before, await write_counters(run), phase_seconds)
     single["readings_per_s"] = single["requests_per_s"]
@@ -968,13 +1032,13 @@ async def bare_baseline(run: Run) -> dict[str, Any]:
 
 
 async def start_profiler(
-    procs: Processes, options: Options, results: dict[str, Any]
+    procs: Processes, output: Path | None, results: dict[str, Any], key: str
 ) -> asyncio.subprocess.Process | None:
-    if options.profile is None:
+    if output is None:
         return None
     binary = py_spy()
     if binary is None:
-        results["profile"] = {"error": "py-spy is not installed"}
+        results[key] = {"error": "py-spy is not installed"}
         return None
     gateway_pid = procs.pids["gateway"][0]
     proc = await procs.start(
@@ -988,7 +1052,7 @@ async def start_profiler(
         "--format",
         "raw",
         "--output",
-        str(options.profile),
+        str(output),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
@@ -1025,6 +1089,7 @@ def table(results: dict[str, Any]) -> str:
             f"{phase['writes'].get('xact_commit_per_s', 0):>6.0f} /"
             f"{phase['writes']['mean_batch_rows']:>6.1f}  "
             f"WAL syncs/s {phase['writes'].get('wal_sync_per_s', 0):.0f} (server-wide), "
+            f"checkpoints {phase['writes'].get('checkpoints', 0):.0f}, "
             f"load avg {phase['writes']['load_average_1m']:.1f}"
             for name, phase in (("batch", batch), ("single", single))
         ),
@@ -1032,6 +1097,9 @@ def table(results: dict[str, Any]) -> str:
         f"{soak['first_quarter_mib']:>6.1f} ->{soak['last_quarter_mib']:>6.1f}  "
         f"{soak['change_pct']:+.1f} % over {soak['seconds']:g} s "
         f"at {soak['readings_per_s']:,.0f} r/s",
+        f"{'  soak latency p50 / p99 (ms)':<46}{soak['latency_ms']['p50']:>6.1f} /"
+        f"{soak['latency_ms']['p99']:>6.1f}  with {soak['checkpoints']:.0f} checkpoints "
+        f"during the soak",
         "",
         f"{'target':<46}{'value':>14}  {'wanted':<12}met",
         "-" * 100,

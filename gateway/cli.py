@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -60,8 +61,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.log_level)
     _use_uvloop()
+    app = create_app(settings)
+    app.on_startup.append(_settle_heap)
     web.run_app(
-        create_app(settings),
+        app,
         host=args.host or settings.host,
         port=settings.port if args.port is None else args.port,
         access_log=None,
@@ -71,6 +74,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         handler_args=dict(HANDLER_ARGS),
     )
     return 0
+
+
+async def _settle_heap(_app: web.Application) -> None:
+    """After start-up (modules, code tables, pools, caches all built), move every live object to
+    the collector's permanent generation: full collections under load then walk only what
+    requests allocate, not the ~75,000 start-up objects again (a full collection of those took
+    ~15 ms, a pause every in-flight request shared)."""
+    gc.collect()
+    gc.freeze()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

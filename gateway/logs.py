@@ -1,4 +1,4 @@
-"""Structured JSON logs. Events have static names (`ingest.completed`); context goes in fields
+"""Structured JSON logs. Events have static names (`http.request`); context goes in fields
 that carry ids, codes and counts only — never identifiers, measured values or keys."""
 
 from __future__ import annotations

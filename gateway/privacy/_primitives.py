@@ -33,6 +33,24 @@ def encode_fields(*fields: str) -> bytes:
     return b"".join(parts)
 
 
+_B32_ALPHABET: Final = "abcdefghijklmnopqrstuvwxyz234567"
+# Every 10-bit group as its two base32 characters: one table lookup per two characters.
+_B32_PAIRS: Final = tuple(a + b for a in _B32_ALPHABET for b in _B32_ALPHABET)
+
+
+def b32_lower(data: bytes) -> str:
+    """RFC 4648 base32 in lower case, for inputs of a multiple of 5 bytes (no padding needed):
+    `base64.b32encode(data).decode().lower()`, which is pure Python in 3.11 and was an eighth of
+    the ingest hot path's time; this is about twice as fast."""
+    if len(data) % 5:
+        raise ValueError("b32_lower encodes whole 5-byte groups only")
+    number = int.from_bytes(data, "big")
+    pairs = _B32_PAIRS
+    return "".join(
+        [pairs[(number >> shift) & 1023] for shift in range(len(data) * 8 - 10, -1, -10)]
+    )
+
+
 class KeyedHash:
     """HMAC-SHA256 (RFC 2104, FIPS 198-1) under one fixed key.
 

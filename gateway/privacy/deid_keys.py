@@ -12,13 +12,12 @@ values made here.
 
 from __future__ import annotations
 
-import base64
 import re
 from datetime import timedelta
 from itertools import count
 from typing import Final
 
-from gateway.privacy._primitives import KeyedHash, encode_fields
+from gateway.privacy._primitives import KeyedHash, b32_lower, encode_fields
 from gateway.privacy.keys import KeyPurpose, ZoneKeyRing
 
 # As gateway.privacy.pseudonyms: 160 bits in 32 base32 characters, `<prefix><version>-…`, a FHIR
@@ -131,7 +130,7 @@ def _uniform_below(hasher: KeyedHash, fields: tuple[str, ...], limit: int) -> in
 
 def _sign(prefix: str, keyring: ZoneKeyRing, *fields: str) -> str:
     digest = KeyedHash(keyring.key(KeyPurpose.STUDY_PSEUDONYM)).digest(encode_fields(*fields))
-    text = base64.b32encode(digest[:_DIGEST_BYTES]).decode("ascii").lower()
+    text = b32_lower(digest[:_DIGEST_BYTES])
     return f"{prefix}{keyring.active_version(KeyPurpose.STUDY_PSEUDONYM)}-{text}"
 
 

@@ -6,14 +6,13 @@ Every value is `<prefix><key version>-<32 base32 chars>`: a valid FHIR id
 
 from __future__ import annotations
 
-import base64
 import re
 import secrets
 from datetime import UTC, datetime
 from typing import Final
 
 from gateway.models import Identifier
-from gateway.privacy._primitives import KeyedHash, encode_fields
+from gateway.privacy._primitives import KeyedHash, b32_lower, encode_fields
 from gateway.privacy.keys import KeyPurpose, ZoneKeyRing
 
 # 160 bits: collisions stay negligible (birthday bound ~2^80) and the base32 text needs no
@@ -47,7 +46,7 @@ class _Signer:
 
     def sign(self, *fields: str) -> str:
         digest = self._hash.digest(encode_fields(*fields))[:_DIGEST_BYTES]
-        return self._prefix + base64.b32encode(digest).decode("ascii").lower()
+        return self._prefix + b32_lower(digest)
 
 
 class Pseudonymiser:

@@ -129,6 +129,13 @@ class ObservationStore:
 
     async def ensure_partitions(self, moments: Iterable[datetime]) -> None:
         """Create the monthly partitions (UTC months) that these instants fall into."""
+        moments = list(moments)
+        if not moments:
+            return
+        # Nearly every batch lies within one known month: two conversions instead of one per row.
+        first, last = _month_start(min(moments)), _month_start(max(moments))
+        if first == last and first in self._known_partitions:
+            return
         missing = {_month_start(m) for m in moments} - self._known_partitions
         if not missing:
             return

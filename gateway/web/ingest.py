@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
 from gateway.errors import NotFound, PayloadTooLarge, UnsupportedMediaType
-from gateway.logs import event
 from gateway.models import IngestContext, Outcome
 from gateway.services.auth import authenticate
 from gateway.services.ingest import IngestResult, ingest
 from gateway.web.keys import ADAPTERS, METRICS, SETTINGS, ZONES
-from gateway.web.middleware import request_id
+from gateway.web.middleware import annotate, request_id
 from gateway.web.ratelimit import throttle
 from gateway.web.responses import json_response
-
-log = logging.getLogger("gateway.ingest")
 
 
 def _status(result: IngestResult) -> int:
@@ -91,10 +87,8 @@ async def post_readings(request: web.Request) -> web.Response:
     for outcome_ in result.outcomes:
         if outcome_.rejection is not None:
             metrics.rejections.labels(adapter.name, ctx.zone, str(outcome_.rejection.code)).inc()
-    event(
-        log,
-        "ingest.completed",
-        request_id=ctx.request_id,
+    annotate(
+        request,
         zone=ctx.zone,
         format=adapter.name,
         vendor_key=principal.key_id,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
-import uuid
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -21,11 +22,19 @@ from gateway.web.responses import error_response, json_response
 log = logging.getLogger("gateway.web")
 
 REQUEST_ID = web.RequestKey("request_id", str)
+# Fields a handler adds to its request's one `http.request` log line (counts, zone, format; never
+# identifiers or values): one line per request, not one per layer.
+LOG_FIELDS = web.RequestKey("log_fields", dict[str, Any])
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
 def request_id(request: web.Request) -> str:
     return request[REQUEST_ID]
+
+
+def annotate(request: web.Request, **fields: Any) -> None:
+    """Add fields to the request's `http.request` log line."""
+    request.setdefault(LOG_FIELDS, {}).update(fields)
 
 
 def _route_name(request: web.Request) -> str:
@@ -37,7 +46,7 @@ def _route_name(request: web.Request) -> str:
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     supplied = request.headers.get("X-Request-ID", "")
-    request[REQUEST_ID] = supplied if _CLIENT_REQUEST_ID.match(supplied) else uuid.uuid4().hex
+    request[REQUEST_ID] = supplied if _CLIENT_REQUEST_ID.match(supplied) else secrets.token_hex(16)
     started = time.perf_counter()
     status = 500
     try:
@@ -60,6 +69,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             route=route,
             status=status,
             duration_ms=round(elapsed * 1000, 2),
+            **request.get(LOG_FIELDS, {}),
         )
 
 

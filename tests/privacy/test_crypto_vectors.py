@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import NamedTuple
 
 import pytest
@@ -9,6 +10,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.privacy._primitives import (
     KeyedHash,
@@ -16,6 +19,7 @@ from gateway.privacy._primitives import (
     aead_open,
     aead_seal,
     aead_seal_with_nonce,
+    b32_lower,
     encode_fields,
 )
 
@@ -229,3 +233,19 @@ def test_aes_siv_matches_rfc5297_deterministic_example() -> None:
     tampered = bytes([sealed[0] ^ 1]) + sealed[1:]
     with pytest.raises(InvalidTag):
         siv.decrypt(tampered, [bytes.fromhex(SIV_AD)])
+
+
+@given(data=st.binary(max_size=60).map(lambda b: b[: len(b) - len(b) % 5]))
+def test_b32_lower_is_rfc4648_base32_in_lower_case(data: bytes) -> None:
+    assert b32_lower(data) == base64.b32encode(data).decode("ascii").lower()
+
+
+def test_b32_lower_known_answer() -> None:
+    # RFC 4648 §10: BASE32("fooba") = "MZXW6YTB"
+    assert b32_lower(b"fooba") == "mzxw6ytb"
+    assert b32_lower(b"") == ""
+
+
+def test_b32_lower_refuses_partial_groups() -> None:
+    with pytest.raises(ValueError, match="5-byte"):
+        b32_lower(b"foob")
