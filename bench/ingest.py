@@ -38,11 +38,11 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import jwt
@@ -97,6 +97,7 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 PROBE_DEADLINE = 5.0
 MIB = 1024 * 1024
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -794,6 +795,11 @@ def _frame(raw: str) -> str:
     return f"{name} ({path})" if path else name
 
 
+def recorded_profile(path: Path | None) -> dict[str, Any] | None:
+    """The summary of a py-spy recording, if one was asked for and written."""
+    return summarise_profile(path) if path is not None and path.exists() else None
+
+
 def summarise_profile(path: Path, top: int = 15) -> dict[str, Any]:
     """Shares of samples by innermost frame (self), and by the gateway's own functions anywhere
     on the stack (inclusive; framework frames that are on every stack say nothing)."""
@@ -957,48 +963,65 @@ async def run_phases(
 
     # 2. batch ingest (profiled on request).
     checks["checkpoint_before_batch"] = await checkpoint(run.dsn)
-    profiler = await start_profiler(run.procs, options.profile, results, "profile")
-    before = await write_counters(run)
-    try:
-        with gateway_cpu(monitor) as cpu:
-            phase_started = time.perf_counter()
-            batch = await batch_phase(run, batch_base)
-            phase_seconds = time.perf_counter() - phase_started
-    finally:
-        if profiler is not None:
-            await run.procs.stop(profiler, signal.SIGINT)
-    if options.profile is not None and options.profile.exists():
-        results["profile"] = summarise_profile(options.profile)
+    batch, measured = await measured_phase(
+        run,
+        monitor,
+        results,
+        profile=options.profile,
+        profile_key="profile",
+        phase=lambda: batch_phase(run, batch_base),
+    )
+    batch |= measured
     sample = [row.id for row in rows[:: max(1, len(rows) // 200)]]
     checks["batch_stored"] = await count_stored(run.dsn)
     checks["batch_ids_same_as_copy"] = await count_stored(run.dsn, sample) == len(sample)
     batch["ratio_to_copy"] = ratio(batch["readings_per_s"], copy["rows_per_s"])
-    batch["gateway_cpu_pct"] = cpu["pct"]
-    batch["writes"] = counter_rates(before, await write_counters(run), phase_seconds)
     results["batch"] = batch
 
     await single_and_queryable(run, results, monitor)
 
 
-async def single_and_queryable(run: Run, results: dict[str, Any], monitor: RssMonitor) -> None:
-    """Phases 3 + 4: single readings, with the queryable probes alongside."""
-    options = run.options
-    # The batch phase's WAL would otherwise force a checkpoint early in this one.
-    results["checks"]["checkpoint_before_single"] = await checkpoint(run.dsn)
-    profiler = await start_profiler(run.procs, options.profile_single, results, "profile_single")
+async def measured_phase(
+    run: Run,
+    monitor: RssMonitor,
+    results: dict[str, Any],
+    *,
+    profile: Path | None,
+    profile_key: str,
+    phase: Callable[[], Awaitable[T]],
+) -> tuple[T, dict[str, Any]]:
+    """Run one load phase with the gateway's CPU share and the database's write counters measured
+    around it, sampled by py-spy into `profile` when given (summary in results[profile_key])."""
+    profiler = await start_profiler(run.procs, profile, results, profile_key)
     before = await write_counters(run)
     try:
         with gateway_cpu(monitor) as cpu:
-            phase_started = time.perf_counter()
-            single, probes = await single_phase(run)
-            phase_seconds = time.perf_counter() - phase_started
+            started = time.perf_counter()
+            outcome = await phase()
+            seconds = time.perf_counter() - started
     finally:
         if profiler is not None:
             await run.procs.stop(profiler, signal.SIGINT)
-    if options.profile_single is not None and options.profile_single.exists():
-        results["profile_single"] = summarise_profile(options.profile_single)
-    single["gateway_cpu_pct"] = cpu["pct"]
-    single["writes"] = counter_rates(before, await write_counters(run), phase_seconds)
+    summary = recorded_profile(profile)
+    if summary is not None:
+        results[profile_key] = summary
+    writes = counter_rates(before, await write_counters(run), seconds)
+    return outcome, {"gateway_cpu_pct": cpu["pct"], "writes": writes}
+
+
+async def single_and_queryable(run: Run, results: dict[str, Any], monitor: RssMonitor) -> None:
+    """Phases 3 + 4: single readings, with the queryable probes alongside."""
+    # The batch phase's WAL would otherwise force a checkpoint early in this one.
+    results["checks"]["checkpoint_before_single"] = await checkpoint(run.dsn)
+    (single, probes), measured = await measured_phase(
+        run,
+        monitor,
+        results,
+        profile=run.options.profile_single,
+        profile_key="profile_single",
+        phase=lambda: single_phase(run),
+    )
+    single |= measured
     single["readings_per_s"] = single["requests_per_s"]
     single["ratio_to_bare"] = ratio(
         single["readings_per_s"], results["baselines"]["bare_handler"]["requests_per_s"]

@@ -2,7 +2,7 @@
 query plans of the SQL the gateway runs.
 
     python -m bench.search [--rows 1000000] [--subjects 10000] [--quick] [--database-url URL]
-                           [--out results.json]
+                           [--out results.json] [--cluster]
 
 Without `--database-url` it starts an embedded PostgreSQL (`pgserver`) in a temporary folder;
 with it, it creates a scratch database `wg_bench_…` on that server (the role needs CREATEDB) and
@@ -15,7 +15,9 @@ drops it at the end. Then:
    processes, spread over the subjects and over ~2 years (~24 monthly partitions, created first),
    heart rate three readings in five, SpO2 and respiratory rate one each, and loads them with
    `COPY` over two connections; then `VACUUM ANALYZE` (what autovacuum does to a table at rest:
-   statistics for the planner and the visibility map that index-only scans need);
+   statistics for the planner and the visibility map that index-only scans need); with
+   `--cluster`, then `wearable-gateway storage cluster`'s own step (every month that ended a week
+   ago rewritten in subject order, as the nightly maintenance job does);
 3. registers a SMART Backend Services clinic client with a real ES384 key, gets a token through
    `POST /auth/token`, and measures, one request at a time, for random patients:
    `Observation?patient=X&code=http://loinc.org|<heart rate>&date=ge<Y>&_sort=-date&_count=50`
@@ -73,8 +75,10 @@ from bench.ingest import (
 from bench.load import MRN_SYSTEM, SITE, latency_summary, subject_value
 from gateway.fhir.search import parse_search
 from gateway.privacy import ZoneKeyRing
+from gateway.services.maintenance import cluster_settled_partitions
 from gateway.storage import ZoneDatabase
 from gateway.storage.database import admin_connection
+from gateway.storage.maintenance import open_maintenance
 from gateway.storage.search import LOINC, FhirSearchStore
 
 TARGET_P99_MS = 20.0
@@ -98,6 +102,7 @@ class Options:
     patients: int  # patients measured
     max_pages: int  # later pages followed per patient, at most
     warmup: int
+    cluster: bool = False
     loaders: int = 2
     enrol_concurrency: int = 16
 
@@ -113,6 +118,11 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--subjects", type=int, help="subjects (10,000; quick 500)")
     parser.add_argument("--patients", type=int, help="patients searched (300; quick 30)")
     parser.add_argument("--max-pages", type=int, default=30, help="later pages per patient (30)")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="cluster settled partitions by subject after loading (storage cluster)",
+    )
     args = parser.parse_args(argv)
     quick = bool(args.quick)
     return Options(
@@ -124,6 +134,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         patients=args.patients or (30 if quick else 300),
         max_pages=args.max_pages,
         warmup=10 if quick else 50,
+        cluster=bool(args.cluster),
     )
 
 
@@ -307,6 +318,31 @@ async def load_rows(
     }
 
 
+def page_cache_gib() -> float:
+    """The machine's page cache (file pages in memory): how much of the data can be cached."""
+    return round(float(getattr(psutil.virtual_memory(), "cached", 0.0)) / 1024**3, 1)
+
+
+async def cluster_partitions(dsn: str) -> dict[str, Any]:
+    """What `wearable-gateway storage cluster` does, timed: settled months in subject order."""
+    started = time.perf_counter()
+    async with open_maintenance(dsn) as maintenance:
+        done = await cluster_settled_partitions(maintenance, now=datetime.now(UTC))
+    async with admin_connection(dsn) as conn:
+        size = int(
+            await conn.fetchval(
+                "SELECT sum(pg_total_relation_size(inhrelid)) "
+                "FROM pg_inherits WHERE inhparent = 'observations'::regclass"
+            )
+        )
+    return {
+        "partitions": len(done),
+        "outcomes": dict(Counter(str(r.outcome) for r in done)),
+        "seconds": round(time.perf_counter() - started, 1),
+        "total_size_mib_after": round(size / MIB, 1),
+    }
+
+
 # --- the searches --------------------------------------------------------------------------------
 
 
@@ -352,6 +388,7 @@ async def measure_searches(
     since: str,
     options: Options,
     monitor: RssMonitor,
+    seed: int = 4,
 ) -> dict[str, Any]:
     first: list[float] = []
     later: list[float] = []
@@ -360,7 +397,7 @@ async def measure_searches(
     pages: Counter[int] = Counter()
     entries = 0
     url = f"{base}/fhir/Observation"
-    rng = random.Random(4)
+    rng = random.Random(seed)
     chosen = [rng.choice(pseudonyms) for _ in range(options.patients + options.warmup)]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
         for pseudonym in chosen[: options.warmup]:  # connections, caches, prepared statements
@@ -564,8 +601,8 @@ async def measure(options: Options, procs: Processes, workdir: Path) -> dict[str
                     "url": "/fhir/Observation?patient=X&code=" + f"{LOINC}|{code}"
                     f"&date=ge{since}&_sort=-date&_count=50",
                 }
-                results["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
-                results["searches"] = await measure_searches(
+                search = partial(
+                    measure_searches,
                     base,
                     smart=smart,
                     pseudonyms=subjects,
@@ -574,11 +611,23 @@ async def measure(options: Options, procs: Processes, workdir: Path) -> dict[str
                     options=options,
                     monitor=monitor,
                 )
+                explain = partial(
+                    explain_searches, dsn, random.Random(7).choice(subjects), code, since
+                )
+                if options.cluster:
+                    # The same searches on the data as loaded, then clustered, in one run; other
+                    # patients before (seed 5), so the second pass does not find its pages cached
+                    # by the first. The OS page cache is recorded before each pass.
+                    results["page_cache_gib_before_cluster"] = page_cache_gib()
+                    results["searches_before_cluster"] = await search(seed=5)
+                    results["plans_before_cluster"] = await explain()
+                    results["cluster"] = await cluster_partitions(dsn)
+                    results["page_cache_gib"] = page_cache_gib()
+                results["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
+                results["searches"] = await search()
                 results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
                 results["commit_ms"] = await commit_latency(dsn, options.patients)
-                results["plans"] = await explain_searches(
-                    dsn, random.Random(7).choice(subjects), code, since
-                )
+                results["plans"] = await explain()
                 results["gateway_peak_rss_mib"] = round(monitor.peak() / MIB, 1)
             finally:
                 await monitor.stop()
@@ -592,6 +641,12 @@ def table(results: dict[str, Any]) -> str:
         f"{results['data']['rows']:,} Observations, {results['parameters']['subjects']:,} subjects "
         f"({data['per_subject']:,} each), {data['partitions']} partitions, "
         f"{data['total_size_mib']:,.0f} MiB; loaded at {data['load_rows_per_s']:,.0f} rows/s",
+        (
+            f"clustered {results['cluster']['partitions']} settled partitions by subject in "
+            f"{results['cluster']['seconds']:,.0f} s"
+            if "cluster" in results
+            else "partitions not clustered (no --cluster)"
+        ),
         f"query: {results['query']['url']}",
         "",
         f"{'figure':<40}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'count':>8}  target p99",
@@ -616,6 +671,22 @@ def table(results: dict[str, Any]) -> str:
         ("floor: one durable commit (SQL)", results["commit_ms"]),
     ):
         lines.append(f"{label:<40}{s['p50']:>9.2f}{s['p99']:>9.2f}{s['max']:>9.2f}{s['count']:>8}")
+    if before := results.get("searches_before_cluster"):
+        plans_before = results["plans_before_cluster"]
+        lines.append(
+            "before clustering, first page plan: "
+            + plans_before["first_page"]["shape"]["top_buffers"]
+            + f"; page cache {results['page_cache_gib_before_cluster']} GiB"
+            + f" (after: {results['page_cache_gib']} GiB)"
+        )
+        for label, key in (
+            ("first page, before clustering", "first_page_ms"),
+            ("later pages, before clustering", "later_pages_ms"),
+        ):
+            s = before[key]
+            lines.append(
+                f"{label:<40}{s['p50']:>9.2f}{s['p99']:>9.2f}{s['max']:>9.2f}{s['count']:>8}"
+            )
     lines += [
         "",
         f"pages per patient: {searches['pages_per_patient']}; gateway CPU during the searches "

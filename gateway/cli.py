@@ -35,11 +35,13 @@ from gateway.services.key_rotation import (
     record_upgrade,
     rewrap_data_keys,
 )
+from gateway.services.maintenance import DEFAULT_SETTLE_DAYS, cluster_settled_partitions
 from gateway.services.smart import ROLES, register_client, revoke_client
 from gateway.services.studies import NewStudy, add_study
 from gateway.services.zones import Zone
 from gateway.settings import Settings, load_settings
 from gateway.storage import ZoneDatabase, migrate_database
+from gateway.storage.maintenance import ClusterOutcome, ClusterResult, open_maintenance
 from gateway.web.timeouts import HANDLER_ARGS
 
 
@@ -98,6 +100,33 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             print(f"zone {name}: {done}")
 
     asyncio.run(run())
+    return 0
+
+
+def cmd_storage_cluster(args: argparse.Namespace) -> int:
+    settings = load_settings(config_path=args.config, require_keys=False)
+    if args.zone not in settings.zones:
+        raise GatewayError(f"zone {args.zone} is not configured")
+
+    async def run() -> list[ClusterResult]:
+        async with open_maintenance(settings.zones[args.zone].database_url) as maintenance:
+            return await cluster_settled_partitions(
+                maintenance,
+                now=datetime.now(UTC),
+                settle_days=args.settle_days,
+                again=args.again,
+                lock_timeout_seconds=args.lock_timeout,
+            )
+
+    results = asyncio.run(run())
+    for result in results:
+        print(f"{result.partition}: {result.outcome} ({result.seconds:.1f} s)")
+    busy = sum(1 for r in results if r.outcome is ClusterOutcome.BUSY)
+    print(
+        f"zone {args.zone}: {len(results) - busy} partitions clustered, {busy} busy (run again)"
+        if results
+        else f"zone {args.zone}: no settled partition left to cluster"
+    )
     return 0
 
 
@@ -488,6 +517,28 @@ def _add_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     audit_export.set_defaults(func=cmd_audit_export)
 
 
+def _add_storage_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    storage = sub.add_parser("storage", help="physical upkeep of a zone database").add_subparsers(
+        dest="storage", required=True
+    )
+    cluster = storage.add_parser(
+        "cluster",
+        help="rewrite settled monthly partitions in subject order (fast searches at scale)",
+    )
+    cluster.add_argument("--zone", required=True)
+    cluster.add_argument(
+        "--settle-days",
+        type=int,
+        default=DEFAULT_SETTLE_DAYS,
+        help=f"only months that ended this many days ago ({DEFAULT_SETTLE_DAYS})",
+    )
+    cluster.add_argument("--again", action="store_true", help="also partitions clustered before")
+    cluster.add_argument(
+        "--lock-timeout", type=float, default=2.0, help="skip a partition busy this long (s)"
+    )
+    cluster.set_defaults(func=cmd_storage_cluster)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wearable-gateway",
@@ -507,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=cmd_migrate)
 
     _add_keys_commands(sub)
+    _add_storage_commands(sub)
 
     vendors = sub.add_parser("vendors", help="vendor API keys").add_subparsers(
         dest="vendors", required=True

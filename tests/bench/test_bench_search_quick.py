@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench-search") / "results.json"
-    command = [sys.executable, "-m", "bench.search", "--quick", "--out", str(out)]
+    command = [sys.executable, "-m", "bench.search", "--quick", "--cluster", "--out", str(out)]
     # The test suite's own server when one is configured (as tests/conftest.py does), else the
     # benchmark's default: an embedded PostgreSQL.
     if url := os.environ.get("GATEWAY_TEST_DATABASE_URL"):
@@ -42,6 +42,15 @@ def test_the_rows_were_loaded(quick_run: dict[str, Any]) -> None:
     assert data["rows"] == quick_run["parameters"]["rows"]
     assert data["partitions"] >= 24  # ~2 years of monthly partitions
     assert data["load_rows_per_s"] > 0
+
+
+def test_settled_partitions_were_clustered_and_every_row_kept(quick_run: dict[str, Any]) -> None:
+    cluster = quick_run["cluster"]
+    # ~2 years of months; all but the newest one or two have settled.
+    assert cluster["partitions"] >= 20
+    assert cluster["outcomes"] == {"clustered": cluster["partitions"]}
+    assert cluster["total_size_mib_after"] > 0
+    assert "clustered" in quick_run["printed"]
 
 
 def test_every_figure_is_measured(quick_run: dict[str, Any]) -> None:
