@@ -6,7 +6,8 @@
     fhir.observation-> ObservationRow                         (JSON built from tables)
     storage         -> ReadingOutcome                         (created / updated / duplicate)
 
-Everything here is immutable data; no I/O and no key material.
+Everything here is value data, never changed after construction (most classes are frozen; the
+hot-path ones below say why they are not); no I/O and no key material.
 """
 
 from __future__ import annotations
@@ -15,6 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
+
+# _HOT_PATH_MODELS: CandidateReading, Reading, MeasuredValue, Quantity, DeviceInfo and
+# ObservationRow are made once or more per reading on the ingest path. A frozen dataclass's
+# generated __init__ sets each field through object.__setattr__, about five times the cost of a
+# plain one; these six were 7.6 % of the gateway's batch-ingest samples (BENCHMARKS.md). They are
+# declared without `frozen` but are values all the same: nothing assigns to their fields after
+# construction (`dataclasses.replace` makes a new one), and they hash by value as before.
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,14 +33,14 @@ class Identifier:
     value: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # hot path: see _HOT_PATH_MODELS
 class DeviceInfo:
     id: str
     model: str | None = None
     manufacturer: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # hot path: see _HOT_PATH_MODELS
 class Quantity:
     """A value in the unit the payload used (converted to UCUM by normalise)."""
 
@@ -99,7 +107,7 @@ class Measure:
 # --- what adapters produce -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # hot path: see _HOT_PATH_MODELS
 class CandidateReading:
     """What an adapter makes of one reading in a vendor payload, before any validation."""
 
@@ -146,14 +154,14 @@ class Interpretation(StrEnum):
     HIGH = "H"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # hot path: see _HOT_PATH_MODELS
 class MeasuredValue:
     spec: ComponentSpec
     value: float  # in spec.ucum
     interpretation: Interpretation | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # hot path: see _HOT_PATH_MODELS
 class Reading:
     """A validated reading: known measure, UCUM units, timezone-aware times."""
 
@@ -227,7 +235,7 @@ class IngestContext:
     request_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # hot path: see _HOT_PATH_MODELS
 class ObservationRow:
     """One FHIR Observation ready for the subject's zone database."""
 
