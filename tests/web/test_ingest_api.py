@@ -282,3 +282,53 @@ async def test_the_app_refuses_to_start_without_its_key_files(settings: Any, tmp
     )
     with pytest.raises(ConfigurationError):
         create_app(broken)
+
+
+def batch_rows_count(metrics_text: str) -> float:
+    """How many database batches the zone's group-commit writer has written (`/metrics`)."""
+    for line in metrics_text.splitlines():
+        if line.startswith('gateway_storage_batch_rows_count{zone="cn"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_one_database_batch_keeps_each_requests_created_duplicate_and_rejected_outcomes(
+    aiohttp_client: Any, settings: Any, zone_dsns: dict[str, str]
+) -> None:
+    # A writer that waits for company, so the concurrent requests below share one batch.
+    gateway = await start_gateway(
+        aiohttp_client, settings.with_overrides(write_max_wait_seconds=1.0)
+    )
+    await gateway.enrol("cn", "MRN-1")
+    base = datetime.now(CN_TZ).replace(microsecond=0) - timedelta(hours=1)
+    stored_before = [
+        reading("MRN-1", value=60 + n, time=base + timedelta(seconds=n)) for n in range(4)
+    ]
+    status, _ = await gateway.ingest("cn", stored_before)
+    assert status == 200
+    batches_before = batch_rows_count(await (await gateway.client.get("/metrics")).text())
+
+    requests = [
+        [
+            reading("MRN-1", value=80 + n, time=base + timedelta(minutes=10 + n)),  # new
+            stored_before[n],  # already stored by the request above
+            reading("MRN-1", value=999, time=base + timedelta(minutes=20 + n)),  # out of range
+            reading("MRN-UNKNOWN", value=70, time=base + timedelta(minutes=30 + n)),
+        ]
+        for n in range(4)
+    ]
+    answers = await asyncio.gather(*(gateway.ingest("cn", r) for r in requests))
+
+    batches_after = batch_rows_count(await (await gateway.client.get("/metrics")).text())
+    assert batches_after - batches_before == 1  # the four requests' rows went in one batch
+    for status, body in answers:
+        assert status == 207
+        outcomes = [r["outcome"] for r in body["results"]]
+        assert outcomes == ["created", "duplicate", "rejected", "rejected"]
+        assert [r["error"]["code"] for r in body["results"][2:]] == [
+            "out-of-range",
+            "unknown-subject",
+        ]
+    ids = [body["results"][0]["id"] for _, body in answers]
+    assert len(set(ids)) == 4
+    assert len(await stored_observations(zone_dsns["cn"])) == 4 + 4
