@@ -42,7 +42,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import aiohttp
 import jwt
@@ -1151,12 +1151,24 @@ async def main_async(options: Options, command: str) -> dict[str, Any]:
             await procs.stop_all()
     results["pids"] |= procs.pids
     results["targets"] = targets(results)
+    describe_run(results, options, command)
+    return results
+
+
+class _RunOptions(Protocol):
+    database_url: str | None
+    out: Path | None
+
+
+def describe_run(results: dict[str, Any], options: _RunOptions, command: str) -> None:
+    """What every benchmark records beside its figures: the command, the database, the options
+    (never the database URL: it may carry a password) and the machine."""
     results["command"] = command
     results["database"] = "configured server" if options.database_url else "embedded pgserver"
     results["parameters"] = {
         k: str(v) if isinstance(v, Path) else v
-        for k, v in asdict(options).items()
-        if k != "database_url"  # may carry a password
+        for k, v in asdict(cast(Any, options)).items()
+        if k != "database_url"
     }
     results["machine"] = {
         "cpus": os.cpu_count(),
@@ -1166,24 +1178,37 @@ async def main_async(options: Options, command: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
-    return results
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_options(argv)
+OptionsT = TypeVar("OptionsT", bound=_RunOptions)
+
+
+def run_benchmark(
+    module: str,
+    argv: Sequence[str] | None,
+    parse: Callable[[Sequence[str] | None], OptionsT],
+    run: Callable[[OptionsT, str], Awaitable[dict[str, Any]]],
+    render: Callable[[dict[str, Any]], str],
+) -> int:
+    """The command line of a benchmark module: parse, run, print the table, write --out."""
+    options = parse(argv)
     # The URL may carry a password: the recorded command names it only.
-    command = "python -m bench.ingest " + " ".join(
+    command = f"python -m {module} " + " ".join(
         "URL" if a.startswith("postgres") else a for a in (sys.argv[1:] if argv is None else argv)
     )
     try:
-        results = asyncio.run(main_async(options, command.strip()))
+        results = asyncio.run(run(options, command.strip()))
     except KeyboardInterrupt:
         print("interrupted; every process this run started was stopped", file=sys.stderr)
         return 130
-    print(table(results), flush=True)
+    print(render(results), flush=True)
     if options.out is not None:
         options.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_benchmark("bench.ingest", argv, parse_options, main_async, table)
 
 
 if __name__ == "__main__":

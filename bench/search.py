@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import random
 import re
 import sys
@@ -45,7 +44,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -63,11 +62,13 @@ from bench.ingest import (
     Processes,
     RssMonitor,
     build_rows,
+    describe_run,
     free_port,
     gateway_environment,
     issue_keys,
     postgres_server,
     register_smart_client,
+    run_benchmark,
     scratch_database,
     server_facts,
     start_gateway,
@@ -720,36 +721,12 @@ async def main_async(options: Options, command: str) -> dict[str, Any]:
         finally:
             await procs.stop_all()
     results["pids"] |= procs.pids
-    results["command"] = command
-    results["database"] = "configured server" if options.database_url else "embedded pgserver"
-    results["parameters"] = {
-        k: str(v) if isinstance(v, Path) else v
-        for k, v in asdict(options).items()
-        if k != "database_url"  # may carry a password
-    }
-    results["machine"] = {
-        "cpus": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 1024**3, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
+    describe_run(results, options, command)
     return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_options(argv)
-    command = "python -m bench.search " + " ".join(
-        "URL" if a.startswith("postgres") else a for a in (sys.argv[1:] if argv is None else argv)
-    )
-    try:
-        results = asyncio.run(main_async(options, command.strip()))
-    except KeyboardInterrupt:
-        print("interrupted; every process this run started was stopped", file=sys.stderr)
-        return 130
-    print(table(results), flush=True)
-    if options.out is not None:
-        options.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    return 0
+    return run_benchmark("bench.search", argv, parse_options, main_async, table)
 
 
 if __name__ == "__main__":
