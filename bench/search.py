@@ -302,12 +302,7 @@ async def load_rows(
                 "SELECT count(*) FROM pg_inherits WHERE inhparent = 'observations'::regclass"
             )
         )
-        size = int(
-            await conn.fetchval(
-                "SELECT sum(pg_total_relation_size(inhrelid)) "
-                "FROM pg_inherits WHERE inhparent = 'observations'::regclass"
-            )
-        )
+        size = await observations_bytes(conn)
     return {
         "rows": stored,
         "per_subject": per_subject,
@@ -317,6 +312,16 @@ async def load_rows(
         "load_rows_per_s": round(copied / loaded, 1),
         "vacuum_analyze_seconds": round(time.perf_counter() - started, 1),
     }
+
+
+async def observations_bytes(conn: Any) -> int:
+    """Table and indexes of every Observation partition, in bytes."""
+    return int(
+        await conn.fetchval(
+            "SELECT sum(pg_total_relation_size(inhrelid)) "
+            "FROM pg_inherits WHERE inhparent = 'observations'::regclass"
+        )
+    )
 
 
 def page_cache_gib() -> float:
@@ -330,12 +335,7 @@ async def cluster_partitions(dsn: str) -> dict[str, Any]:
     async with open_maintenance(dsn) as maintenance:
         done = await cluster_settled_partitions(maintenance, now=datetime.now(UTC))
     async with admin_connection(dsn) as conn:
-        size = int(
-            await conn.fetchval(
-                "SELECT sum(pg_total_relation_size(inhrelid)) "
-                "FROM pg_inherits WHERE inhparent = 'observations'::regclass"
-            )
-        )
+        size = await observations_bytes(conn)
     return {
         "partitions": len(done),
         "outcomes": dict(Counter(str(r.outcome) for r in done)),

@@ -55,6 +55,14 @@ class TTLCache(Generic[K, V]):
         self._entries.move_to_end(key)
         return value
 
+    def get_or_make(self, key: K, make: Callable[[], V]) -> V:
+        """The cached value, else `make()`, cached (for values that never go stale)."""
+        found = self.get(key)
+        if found is None:
+            found = make()
+            self.put(key, found)
+        return found
+
     def put(self, key: K, value: V) -> None:
         if self._ttl <= 0:
             return

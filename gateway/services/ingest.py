@@ -163,12 +163,10 @@ async def _resolve_subjects(zone: Zone, readings: dict[int, Reading]) -> dict[in
 
 
 def _blind_indexes(zone: Zone, identifier: Identifier) -> tuple[str, ...]:
-    key = (identifier.system, identifier.value)
-    found = zone.lookups.blind_indexes.get(key)
-    if found is None:
-        found = tuple(zone.pseudonyms.blind_indexes(identifier))
-        zone.lookups.blind_indexes.put(key, found)
-    return found
+    return zone.lookups.blind_indexes.get_or_make(
+        (identifier.system, identifier.value),
+        lambda: tuple(zone.pseudonyms.blind_indexes(identifier)),
+    )
 
 
 async def _why_unresolved(zones: ZoneDirectory, zone: Zone, reading: Reading) -> Rejection:
@@ -198,11 +196,10 @@ def _observation(zone: Zone, ctx: IngestContext, reading: Reading, subject: str)
         statistic=reading.statistic,
         record_key=reading.record_key,
     )
-    device_key = (ctx.vendor, reading.device.id)
-    device = zone.lookups.devices.get(device_key)
-    if device is None:
-        device = zone.pseudonyms.device_pseudonym(ctx.vendor, reading.device.id)
-        zone.lookups.devices.put(device_key, device)
+    device = zone.lookups.devices.get_or_make(
+        (ctx.vendor, reading.device.id),
+        lambda: zone.pseudonyms.device_pseudonym(ctx.vendor, reading.device.id),
+    )
     return build_observation(
         reading, observation_id=observation_id, subject=subject, device=device, ctx=ctx
     )

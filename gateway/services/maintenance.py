@@ -10,12 +10,6 @@ from gateway.storage.maintenance import ClusterResult, Partition, PartitionMaint
 DEFAULT_SETTLE_DAYS = 7
 
 
-def _month_end(month: datetime) -> datetime:
-    if month.month == 12:
-        return month.replace(year=month.year + 1, month=1)
-    return month.replace(month=month.month + 1)
-
-
 def settled(
     partitions: list[Partition], *, now: datetime, settle_days: int, again: bool
 ) -> list[Partition]:
@@ -27,7 +21,7 @@ def settled(
     return [
         p
         for p in sorted(partitions, key=lambda p: p.month)
-        if _month_end(p.month) <= cutoff and (again or not p.clustered)
+        if p.ends <= cutoff and (again or not p.clustered)
     ]
 
 

@@ -29,6 +29,8 @@ from typing import Final
 
 import asyncpg
 
+from gateway.storage.observations import next_month
+
 # The search index every per-patient Observation search walks (migration 0009).
 CLUSTER_INDEX: Final = "observations_subject_code_time_id"
 _PARTITION_NAME: Final = re.compile(r"observations_y(\d{4})m(\d{2})")
@@ -45,6 +47,11 @@ class Partition:
     month: datetime  # first instant of the UTC month it holds
     rows_estimate: int  # pg_class.reltuples (-1: never analysed)
     clustered: bool  # rewritten by CLUSTER at least once
+
+    @property
+    def ends(self) -> datetime:
+        """The first instant after the month it holds (its partition bound)."""
+        return next_month(self.month)
 
 
 @dataclass(frozen=True, slots=True)

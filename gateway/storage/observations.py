@@ -112,7 +112,7 @@ def _month_start(moment: datetime) -> datetime:
     return datetime(utc.year, utc.month, 1, tzinfo=UTC)
 
 
-def _next_month(month: datetime) -> datetime:
+def next_month(month: datetime) -> datetime:
     if month.month == 12:
         return month.replace(year=month.year + 1, month=1)
     return month.replace(month=month.month + 1)
@@ -146,7 +146,7 @@ class ObservationStore:
                 await conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {partition_name(month)} "
                     f"PARTITION OF observations FOR VALUES FROM ('{month.isoformat()}') "
-                    f"TO ('{_next_month(month).isoformat()}')"
+                    f"TO ('{next_month(month).isoformat()}')"
                 )
         self._known_partitions |= missing
 
