@@ -88,9 +88,13 @@ async def test_a_key_revoked_by_another_process_stops_working_within_the_ttl(
 async def test_identifiers_and_device_ids_leave_the_pseudonym_caches_within_the_ttl(
     aiohttp_client: Any, settings: Any
 ) -> None:
-    gateway = await start_gateway(aiohttp_client, settings.with_overrides(lookup_cache_seconds=0.3))
+    # Entries live between half and all of the TTL: two seconds leaves a slow machine a full
+    # second to see them cached before asserting they are gone once the TTL has passed.
+    gateway = await start_gateway(aiohttp_client, settings.with_overrides(lookup_cache_seconds=2))
     await gateway.enrol("cn", "MRN-1")
-    status, body = await gateway.ingest("cn", [reading("MRN-1", value=70, device="SN-7")])
+    # One reading, sent twice: `reading()` stamps "now", which may tick between two calls.
+    one = reading("MRN-1", value=70, device="SN-7")
+    status, body = await gateway.ingest("cn", [one])
     assert status == 200
     lookups = gateway.client.app[ZONES]["cn"].lookups
     identifier = ("urn:oid:1.2.156.999.1", "MRN-1")
@@ -98,10 +102,10 @@ async def test_identifiers_and_device_ids_leave_the_pseudonym_caches_within_the_
     assert cached_indexes is not None
     assert lookups.devices.get(("acme-wearables", "SN-7")) is not None
     # A second request computes nothing new and resolves to the same Observation.
-    status, again = await gateway.ingest("cn", [reading("MRN-1", value=70, device="SN-7")])
+    status, again = await gateway.ingest("cn", [one])
     assert again["results"][0]["outcome"] == "duplicate"
     assert again["results"][0]["id"] == body["results"][0]["id"]
-    await asyncio.sleep(0.35)
+    await asyncio.sleep(2.05)
     assert lookups.blind_indexes.get(identifier) is None
     assert lookups.devices.get(("acme-wearables", "SN-7")) is None
 
