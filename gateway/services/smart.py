@@ -21,7 +21,7 @@ and the web layer renders them in that shape:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -236,9 +236,15 @@ async def issue_token(
     now: datetime,
     *,
     lifetime_seconds: int = MAX_TOKEN_LIFETIME_SECONDS,
+    admit: Callable[[str, str], None] | None = None,
 ) -> TokenResponse:
     """Answer one token request (SMART backend-services §"Request"), or raise a
-    `TokenRequestError`. `token_url` is the endpoint's public URL, the only `aud` accepted."""
+    `TokenRequestError`. `token_url` is the endpoint's public URL, the only `aud` accepted.
+
+    `admit(zone, client_id)` is called once the assertion is verified and before anything is
+    written; it may raise (the caller's rate limit). Only a client that proved its key is
+    counted, so nobody can use up another client's allowance by naming it in a forged
+    assertion."""
     if not 1 <= lifetime_seconds <= MAX_TOKEN_LIFETIME_SECONDS:
         raise ValueError("access tokens live 1 to 300 seconds")
     if _parameter(form, "grant_type") != CLIENT_CREDENTIALS:
@@ -279,6 +285,8 @@ async def issue_token(
         )
     except AssertionRejected as exc:
         raise InvalidClient(str(exc)) from exc
+    if admit is not None:
+        admit(zone.name, client_id)
 
     # 4. ... and never seen before (SMART: jti "SHALL be rejected" when reused before exp).
     if not await zone.db.smart.use_jti(client_id, verified.jti, verified.expires_at, now):

@@ -1,4 +1,9 @@
-"""Per-credential rate limits: a token bucket per API key (later: per SMART client id).
+"""Per-credential rate limits: a token bucket per API key and per SMART client.
+
+Vendors are counted per API key on every ingest and notification request; SMART clients (clinics,
+researchers) per client id on every /fhir request that carries their access token, on enrolment
+and lifecycle requests, and on `POST /auth/token` once their assertion is verified. One setting
+pair (`rate_limit_per_second`, `rate_limit_burst`) applies to each credential separately.
 
 Why a function the handlers call right after `authenticate(...)`, not a middleware: the bucket is
 keyed by the credential, which exists only once the handler has authenticated the request, and the

@@ -2,6 +2,8 @@
 
 Token responses and errors are OAuth 2.0 shaped (RFC 6749 §5.1, §5.2), not the gateway's usual
 error body, because OAuth client libraries parse them; both carry `Cache-Control: no-store`.
+The one exception is 429 (OAuth defines no error code for it): a client past its rate limit gets
+the gateway's `rate-limited` error with `Retry-After`, as on every other endpoint.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from gateway.errors import RateLimited
 from gateway.logs import event
 from gateway.services.smart import (
     CLIENT_CREDENTIALS,
@@ -23,7 +26,8 @@ from gateway.services.smart import (
 from gateway.settings import Settings
 from gateway.web.keys import SETTINGS, ZONES
 from gateway.web.middleware import request_id
-from gateway.web.responses import json_response
+from gateway.web.ratelimit import throttle
+from gateway.web.responses import error_response, json_response
 
 log = logging.getLogger("gateway.smart")
 
@@ -71,11 +75,16 @@ async def post_token(request: web.Request) -> web.Response:
             token_endpoint(settings),
             datetime.now(UTC),
             lifetime_seconds=settings.token_lifetime_seconds,
+            admit=lambda zone, client_id: throttle(request, zone=zone, credential_id=client_id),
         )
     except TokenRequestError as error:
         # The code only: the description may describe what the (unauthenticated) caller sent.
         event(log, "smart.token_refused", request_id=request_id(request), error=error.code)
         return _oauth_error(error)
+    except RateLimited as error:  # counted and logged by `throttle`
+        refused = error_response(error, request_id(request))
+        refused.headers.update(_NO_STORE)
+        return refused
     event(
         log,
         "smart.token_issued",

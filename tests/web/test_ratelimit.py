@@ -1,4 +1,5 @@
-"""Per-API-key token buckets: 429 + Retry-After past the burst, per credential, bounded memory."""
+"""Per-credential token buckets (API keys, SMART clients): 429 + Retry-After past the burst,
+per credential, bounded memory."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from gateway.settings import Settings
 from gateway.web.ratelimit import TokenBuckets
 from tests.conftest import Gateway, start_gateway
 from tests.helpers import reading
+from tests.smart_helpers import client_token
 
 
 class FakeClock:
@@ -103,3 +105,29 @@ async def test_enrolment_and_withings_notifications_are_limited_per_key(
     refused = await gateway.client.post(path, data={"userid": "1", "appli": "1"})
     assert refused.status == 429
     assert int(refused.headers["Retry-After"]) >= 1
+
+
+async def test_a_smart_client_past_its_burst_gets_a_throttled_operation_outcome_on_fhir(
+    aiohttp_client: Any, settings: Settings
+) -> None:
+    gateway = await start_gateway(
+        aiohttp_client, settings.with_overrides(rate_limit_per_second=0.01, rate_limit_burst=3)
+    )
+    token = await client_token(gateway)  # POST /auth/token took the first of three
+    search = "/fhir/Observation?_summary=count"
+    for _ in range(2):
+        assert (await gateway.client.get(search, headers=gateway.auth(token))).status == 200
+    refused = await gateway.client.get(search, headers=gateway.auth(token))
+    assert refused.status == 429
+    assert refused.content_type == "application/fhir+json"
+    assert int(refused.headers["Retry-After"]) >= 1
+    outcome = await refused.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["code"] == "throttled"
+    # A bad token is refused as unauthenticated, not counted against anyone.
+    assert (await gateway.client.get(search, headers=gateway.auth("nope"))).status == 401
+    # Another clinic client in the same zone is not affected.
+    other = await client_token(gateway)
+    assert (await gateway.client.get(search, headers=gateway.auth(other))).status == 200
+    metrics = await (await gateway.client.get("/metrics")).text()
+    assert 'gateway_http_throttled_total{reason="rate-limit",zone="cn"} 1.0' in metrics

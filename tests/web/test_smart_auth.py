@@ -560,3 +560,29 @@ async def test_assertions_and_tokens_never_reach_logs_or_metrics(
         for part in secret.split("."):
             assert part not in logs
             assert part not in metrics
+
+
+async def test_token_requests_are_limited_per_client_counting_only_verified_assertions(
+    aiohttp_client: Any, settings: Settings, ec_key: ec.EllipticCurvePrivateKey
+) -> None:
+    gateway = await start_gateway(
+        aiohttp_client, settings.with_overrides(rate_limit_per_second=0.01, rate_limit_burst=1)
+    )
+    client = await register(gateway, ec_key)
+    impostor = ec.generate_private_key(ec.SECP384R1())
+    # Assertions naming the client but signed by another key never reach its bucket...
+    for _ in range(3):
+        status, body = await post_token(gateway, form(client.assertion(key=impostor)))
+        assert (status, body["error"]) == (401, "invalid_client")
+    # ... so the client still has its one request, and then it waits.
+    status, _ = await post_token(gateway, form(client.assertion()))
+    assert status == 200
+    refused = await gateway.client.post("/auth/token", data=form(client.assertion()))
+    assert refused.status == 429
+    assert refused.headers["Cache-Control"] == "no-store"
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert (await refused.json())["error"]["code"] == "rate-limited"
+    # Another client of the zone has its own bucket.
+    other = await register(gateway, ec.generate_private_key(ec.SECP384R1()))
+    status, _ = await post_token(gateway, form(other.assertion()))
+    assert status == 200

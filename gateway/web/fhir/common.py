@@ -15,6 +15,7 @@ from gateway.services.fhir_read import ReadResult
 from gateway.services.smart import ClientPrincipal, authenticate_access_token
 from gateway.web.fhir.outcome import fhir_response, negotiate
 from gateway.web.keys import SETTINGS, ZONES
+from gateway.web.ratelimit import throttle
 
 _FORM = "application/x-www-form-urlencoded"
 _STRICT = re.compile(r"(?:^|[;,\s])handling\s*=\s*strict(?:$|[;,\s])")
@@ -25,8 +26,13 @@ def base_url(request: web.Request) -> str:
 
 
 async def principal(request: web.Request) -> ClientPrincipal:
+    """The SMART client behind the request's token, counted against its rate limit."""
     negotiate(request)
-    return await authenticate_access_token(request.app[ZONES], request.headers.get("Authorization"))
+    client = await authenticate_access_token(
+        request.app[ZONES], request.headers.get("Authorization")
+    )
+    throttle(request, zone=client.zone, credential_id=client.client_id)
+    return client
 
 
 def resource_id(request: web.Request, name: str = "id") -> str:
