@@ -33,6 +33,7 @@ from gateway.services.key_rotation import (
     record_rewrap,
     record_rotation,
     record_upgrade,
+    retire_kek_version,
     rewrap_data_keys,
 )
 from gateway.services.maintenance import DEFAULT_SETTLE_DAYS, cluster_settled_partitions
@@ -248,6 +249,37 @@ def cmd_keys_rewrap(args: argparse.Namespace) -> int:
     async def run() -> int:
         async with _key_zone(settings, args.zone, ring) as zone:
             return await _rewrap(zone, ring, args.batch)
+
+    return asyncio.run(run())
+
+
+def cmd_keys_retire(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _configured_zone(settings, args.zone)
+    provider = key_provider(settings.zones[args.zone])
+    ring = provider.load(args.zone)
+
+    async def run() -> int:
+        async with _key_zone(settings, args.zone, ring) as zone:
+            retired = await retire_kek_version(zone, provider, ring, args.version)
+        if retired.ring is None:
+            print(
+                f"zone {args.zone}: {retired.still_wrapped} data keys are still wrapped under kek "
+                f"version {args.version}; nothing was retired. Restart every gateway of the zone "
+                "on the current key file, run `wearable-gateway keys rewrap`, then retire again."
+            )
+            return 1
+        done = "retired; no data key used it" if retired.was_in_ring else "was already retired"
+        print(
+            f"zone {args.zone}: kek version {args.version} {done}. It is gone from the key file "
+            f"and its .bak (fingerprint {retired.ring.fingerprint()})."
+        )
+        print(
+            "Restart the zone's gateways (running processes hold it until then), and destroy "
+            "other copies of the old key file (secret-store history, backups): with them, a "
+            "backup of subject_keys from before the re-wrap could still be opened."
+        )
+        return 0
 
     return asyncio.run(run())
 
@@ -500,6 +532,16 @@ def _add_keys_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     rewrap.add_argument("--zone", required=True)
     rewrap.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="data keys per batch")
     rewrap.set_defaults(func=cmd_keys_rewrap)
+    retire = keys.add_parser(
+        "retire",
+        help="destroy an old kek version once no data key uses it (old backups become unreadable)",
+    )
+    retire.add_argument("--zone", required=True)
+    retire.add_argument(
+        "--purpose", choices=[str(KeyPurpose.KEK)], default=str(KeyPurpose.KEK), help="kek only"
+    )
+    retire.add_argument("--version", required=True, type=int, help="the kek version to destroy")
+    retire.set_defaults(func=cmd_keys_retire)
 
 
 def _add_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -16,6 +16,7 @@ nobody parses messages. Messages never carry identifiers, measured values or key
     ├── ZoneNotServed              421  zone-not-served
     ├── RateLimited                429  rate-limited (with Retry-After)
     ├── ZoneUnavailable            503  zone-unavailable (with Retry-After)
+    ├── TableBusy                  503  table-busy (operator commands only: a lock not had in time)
     ├── ConfigurationError         500  configuration (start-up only)
     │   └── SchemaVersionMismatch  500  schema-version
     └── IdentityUnreadable         500  identity-unreadable (gateway.privacy.envelope)
@@ -113,6 +114,16 @@ class RateLimited(GatewayError):
 class ZoneUnavailable(GatewayError):
     status = 503
     code = "zone-unavailable"
+
+
+class TableBusy(GatewayError):
+    """An operator command could not lock a table within its timeout; nothing was changed."""
+
+    status = 503
+    code = "table-busy"
+
+    def __init__(self, table: str) -> None:
+        super().__init__(f"the {table} table is busy; nothing was changed, try again")
 
 
 class ConfigurationError(GatewayError):

@@ -103,6 +103,19 @@ class ZoneKeyRing:
             created=self.created,
         )
 
+    def without_version(self, purpose: KeyPurpose, version: int) -> ZoneKeyRing:
+        """A copy lacking `purpose` key `version` (retiring it); never the active version."""
+        if version == self.active[purpose]:
+            raise ConfigurationError(
+                f"zone {self.zone}: {purpose} key version {version} is the active one; rotate "
+                "first, then retire the old version"
+            )
+        if version not in self.keys[purpose]:
+            raise ConfigurationError(f"zone {self.zone} has no {purpose} key version {version}")
+        keys = {p: dict(versions) for p, versions in self.keys.items()}
+        del keys[purpose][version]
+        return ZoneKeyRing(zone=self.zone, keys=keys, active=self.active, created=self.created)
+
     def key(self, purpose: KeyPurpose, version: int | None = None) -> bytes:
         """The key for `purpose` at `version` (the active one when None)."""
         wanted = self.active[purpose] if version is None else version

@@ -44,6 +44,13 @@ class KeyProvider(Protocol):
         key version the provider already holds."""
         ...
 
+    def retire(self, zone: str, purpose: KeyPurpose, version: int) -> ZoneKeyRing:
+        """Destroy `purpose` key `version` and every copy of it the provider keeps, leaving every
+        other key as it was; returns the ring without it. Idempotent: retiring a version that is
+        already gone only makes sure no copy is left. Whether stored data still needs the
+        version is the caller's question (`gateway/services/key_rotation.py`)."""
+        ...
+
 
 class FileKeyProvider:
     """A JSON key file (mode 0600, `gateway/privacy/keys.py`), e.g. a mounted Kubernetes secret or
@@ -68,6 +75,19 @@ class FileKeyProvider:
         previous, _ = ZoneKeyRing.load_upgraded(self.path, expected_zone=ring.zone)
         _refuse_lost_keys(self.path, previous, ring)
         self._replace(ring.to_json(), previous_bytes)
+
+    def retire(self, zone: str, purpose: KeyPurpose, version: int) -> ZoneKeyRing:
+        """Rewrite the key file without the version, then its `.bak` with the same content: the
+        backup is the only other copy this provider made. A crash between the two writes leaves
+        the key in `.bak` alone, and running `retire` again removes it there too. Overwriting a
+        file does not scrub the disk blocks beneath it: the volume's encryption, and purging
+        other copies (secret-store history, backups of the key file), are the operator's."""
+        ring = self.load(zone)
+        if version in ring.keys[purpose]:
+            ring = ring.without_version(purpose, version)
+            _atomic_write(self.path, ring.to_json())
+        _atomic_write(self.path.with_name(self.path.name + ".bak"), ring.to_json())
+        return ring
 
     def upgrade(self, zone: str) -> tuple[KeyPurpose, ...]:
         """Add a fresh version-1 key for every purpose the file lacks (it predates them), keeping

@@ -7,6 +7,9 @@ What rotating each purpose does (README "Key management"):
 - `subject-pseudonym`, `blind-index`, `study-pseudonym`, `date-shift`, `audit`, `cursor`: the new
   version makes NEW values only (new enrolments, new studies, new audit records, new cursors);
   every older version stays in the ring, so older values keep verifying or matching.
+- `kek` versions can then be retired (`retire_kek_version`): once no data key is wrapped under an
+  old version, destroying it makes every older backup of `subject_keys` unopenable, which is what
+  turns an erasure into crypto-shredding for backups too (README "Key management").
 - `dedup` and `device-pseudonym` are not rotatable: they are recomputed from every incoming
   reading, so a new version would give a replayed reading a second id (breaking idempotency) and
   a device a second pseudonym (splitting its history).
@@ -20,6 +23,7 @@ from typing import Final
 
 from gateway.errors import ConfigurationError
 from gateway.privacy import IdentityVault, KeyPurpose, ZoneKeyRing
+from gateway.privacy.provider import KeyProvider
 from gateway.services.audit import AuditAction, AuditOutcome, record
 from gateway.services.auth import OPERATOR
 from gateway.services.zones import Zone
@@ -106,6 +110,60 @@ async def rewrap_data_keys(
     return progress
 
 
+@dataclass(frozen=True, slots=True)
+class Retirement:
+    version: int
+    still_wrapped: int  # data keys under the version: when not 0, nothing was retired
+    ring: ZoneKeyRing | None  # the ring without the version, when it was retired
+    was_in_ring: bool  # False: retired before (this run only made sure no copy is left)
+
+
+async def retire_kek_version(
+    zone: Zone,
+    provider: KeyProvider,
+    previous: ZoneKeyRing,
+    version: int,
+    *,
+    actor: str = OPERATOR,
+) -> Retirement:
+    """Destroy kek `version` if no data key is wrapped under it, and audit that.
+
+    The count and the destruction happen under one lock on `subject_keys`
+    (`unless_wrapped_under`), so no enrolment or re-wrap can wrap a key under the version in
+    between. What the lock cannot stop is a gateway still running a ring from before the
+    rotation wrapping new subjects' keys under the old version later: restart every gateway of
+    the zone on the new key file, and run `keys rewrap` to completion, before retiring. Running
+    this again after a crash finishes the job (the provider's `retire` is idempotent)."""
+    active = previous.active_version(KeyPurpose.KEK)
+    if version == active:
+        raise ConfigurationError(
+            f"zone {zone.name}: kek version {version} is the active one; rotate first, then "
+            "retire the old version"
+        )
+    if not 1 <= version < active:
+        raise ConfigurationError(f"zone {zone.name} never had kek version {version}")
+    was_in_ring = version in previous.keys[KeyPurpose.KEK]
+    held, ring = await zone.db.subjects.unless_wrapped_under(
+        version, lambda: provider.retire(zone.name, KeyPurpose.KEK, version)
+    )
+    result = Retirement(version, still_wrapped=held, ring=ring, was_in_ring=was_in_ring)
+    if ring is not None:
+        await _key_event(
+            zone,
+            AuditAction.KEY_ROTATE,
+            actor,
+            {
+                "operation": "retire",
+                "purpose": str(KeyPurpose.KEK),
+                "retired_version": version,
+                "was_in_ring": was_in_ring,
+                "old_fingerprint": previous.fingerprint(),
+                "new_fingerprint": ring.fingerprint(),
+            },
+        )
+    return result
+
+
 async def count_pending_rewrap(db: ZoneDatabase, ring: ZoneKeyRing) -> int:
     """Data keys still wrapped under an older kek version (0 once a rotation is complete)."""
     return await db.subjects.count_wrapped_below(ring.active_version(KeyPurpose.KEK))
@@ -119,6 +177,19 @@ async def count_pending_rewrap(db: ZoneDatabase, ring: ZoneKeyRing) -> int:
 # sealed under that file's audit key is whatever the zone does first.
 
 
+async def _key_event(
+    zone: Zone, action: AuditAction, actor: str, detail: dict[str, object]
+) -> None:
+    await record(
+        zone,
+        action=action,
+        actor=actor,
+        subject=None,
+        outcome=AuditOutcome.SUCCESS,
+        detail=detail,
+    )
+
+
 async def record_rotation(
     zone: Zone,
     *,
@@ -128,13 +199,11 @@ async def record_rotation(
     actor: str = OPERATOR,
 ) -> None:
     """A new active version of `purpose` (`previous` -> `ring`), after the key file holds it."""
-    await record(
+    await _key_event(
         zone,
-        action=AuditAction.KEY_ROTATE,
-        actor=actor,
-        subject=None,
-        outcome=AuditOutcome.SUCCESS,
-        detail={
+        AuditAction.KEY_ROTATE,
+        actor,
+        {
             "operation": "rotate",
             "purpose": str(purpose),
             "old_version": previous.active_version(purpose),
@@ -149,13 +218,11 @@ async def record_rewrap(
     zone: Zone, *, progress: RewrapProgress, remaining: int, actor: str = OPERATOR
 ) -> None:
     """The end of a re-wrap run: what it did and what is left (0 once the rotation is done)."""
-    await record(
+    await _key_event(
         zone,
-        action=AuditAction.KEY_ROTATE,
-        actor=actor,
-        subject=None,
-        outcome=AuditOutcome.SUCCESS,
-        detail={
+        AuditAction.KEY_ROTATE,
+        actor,
+        {
             "operation": "rewrap",
             "purpose": str(KeyPurpose.KEK),
             "kek_version": progress.kek_version,
@@ -172,13 +239,11 @@ async def record_upgrade(
     zone: Zone, *, added: Sequence[KeyPurpose], ring: ZoneKeyRing, actor: str = OPERATOR
 ) -> None:
     """Keys created for purposes an older key file lacked (`keys upgrade`)."""
-    await record(
+    await _key_event(
         zone,
-        action=AuditAction.KEY_INIT,
-        actor=actor,
-        subject=None,
-        outcome=AuditOutcome.SUCCESS,
-        detail={
+        AuditAction.KEY_INIT,
+        actor,
+        {
             "operation": "upgrade",
             "purposes_added": [str(p) for p in added],
             "fingerprint": ring.fingerprint(),

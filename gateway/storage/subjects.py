@@ -1,13 +1,15 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
+from typing import Final, TypeVar
 
 import asyncpg
 
-from gateway.errors import AlreadyEnrolled
+from gateway.errors import AlreadyEnrolled, TableBusy
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +142,27 @@ class SubjectStore:
                 "SELECT count(*) FROM subject_keys WHERE kek_version < $1", kek_version
             )
         )
+
+    async def unless_wrapped_under(
+        self, kek_version: int, action: Callable[[], T], *, lock_timeout_seconds: float = 5.0
+    ) -> tuple[int, T | None]:
+        """Count the data keys wrapped under `kek_version` while nobody can add, change or delete
+        one, and run `action` (retiring that version) only when there are none, before anyone
+        can again: (the count, what `action` returned or None). The SHARE lock waits for
+        enrolments and erasures in flight and holds new ones back for as long as `action` runs
+        (milliseconds: two small file writes); `TableBusy` when it cannot be had in time."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_seconds * 1000)}")
+            try:
+                await conn.execute("LOCK TABLE subject_keys IN SHARE MODE")
+            except asyncpg.LockNotAvailableError:
+                raise TableBusy("subject_keys") from None
+            count = int(
+                await conn.fetchval(
+                    "SELECT count(*) FROM subject_keys WHERE kek_version = $1", kek_version
+                )
+            )
+            return count, (action() if count == 0 else None)
 
     async def wrapped_keys_batch(
         self, after: str | None, limit: int, *, below: int

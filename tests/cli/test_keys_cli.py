@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
-from gateway.privacy import KeyPurpose
+from gateway.app import load_keyrings, open_zones
+from gateway.privacy import IdentityUnreadable, IdentityVault, KeyPurpose, SealedIdentity
 from gateway.privacy.provider import FileKeyProvider
 from gateway.settings import Settings
 from tests.cli.test_commands import run
@@ -22,6 +24,17 @@ def zone_env(settings: Settings) -> dict[str, str]:
         "GATEWAY_ZONE_CN_DATABASE_URL": settings.zones["cn"].database_url,
         "GATEWAY_ZONE_CN_KEY_FILE": str(settings.zones["cn"].key_file),
     }
+
+
+async def zone_with_subjects(
+    gateway: Gateway, settings: Settings, *mrns: str
+) -> tuple[dict[str, str], Path]:
+    """Enrol `mrns` in zone cn; the zone's CLI environment and key file."""
+    for mrn in mrns:
+        await gateway.enrol("cn", mrn)
+    key_file = settings.zones["cn"].key_file
+    assert key_file is not None
+    return zone_env(settings), key_file
 
 
 async def test_rotating_the_kek_rewraps_every_data_key_in_batches_showing_progress(
@@ -77,11 +90,7 @@ def key_strings(key_file: Path) -> list[str]:
 async def test_key_rotations_and_rewraps_are_audited_and_the_chain_still_verifies(
     gateway: Gateway, settings: Settings, zone_dsns: dict[str, str]
 ) -> None:
-    for mrn in ("MRN-1", "MRN-2", "MRN-3"):
-        await gateway.enrol("cn", mrn)
-    env = zone_env(settings)
-    key_file = settings.zones["cn"].key_file
-    assert key_file is not None
+    env, key_file = await zone_with_subjects(gateway, settings, "MRN-1", "MRN-2", "MRN-3")
     fingerprint = FileKeyProvider(key_file).load("cn").fingerprint()
 
     for args in (
@@ -179,3 +188,84 @@ def test_keys_upgrade_adds_what_an_old_file_lacks(tmp_path: Path) -> None:
     wrong_zone = run(["keys", "upgrade", "--zone", "eu", "--file", str(path)], {})
     assert wrong_zone.returncode == 2
     assert "is for zone cn, not eu" in wrong_zone.stderr
+
+
+async def subject_key_backup(dsn: str) -> list[tuple[str, SealedIdentity]]:
+    """What a backup of `subjects` and `subject_keys` taken now would hold."""
+    rows = await fetch(
+        dsn,
+        "SELECT s.pseudonym, k.wrapped_key, k.kek_version, s.identity "
+        "FROM subjects s JOIN subject_keys k ON k.subject = s.pseudonym ORDER BY 1",
+    )
+    return [
+        (r["pseudonym"], SealedIdentity(r["wrapped_key"], r["kek_version"], r["identity"]))
+        for r in rows
+    ]
+
+
+async def test_retiring_the_old_kek_makes_a_backup_from_before_the_rotation_unreadable(
+    gateway: Gateway, settings: Settings, zone_dsns: dict[str, str]
+) -> None:
+    env, key_file = await zone_with_subjects(gateway, settings, "MRN-1", "MRN-2", "MRN-3")
+    backup = await subject_key_backup(zone_dsns["cn"])  # taken before the rotation
+    rotated = run(["keys", "rotate", "--zone", "cn", "--purpose", "kek"], env)
+    assert rotated.returncode == 0, rotated.stderr
+    # Until retirement, the rotated ring still opens the old backup: the check below can fail.
+    before = FileKeyProvider(key_file).load("cn")
+    vault = IdentityVault(before)
+    assert [vault.open(subject, sealed)["identifiers"] for subject, sealed in backup]
+
+    retired = run(["keys", "retire", "--zone", "cn", "--version", "1"], env)
+
+    assert retired.returncode == 0, retired.stdout + retired.stderr
+    assert "kek version 1 retired; no data key used it" in retired.stdout
+    ring = FileKeyProvider(key_file).load("cn")
+    assert sorted(ring.keys[KeyPurpose.KEK]) == [2]
+    for subject, sealed in backup:
+        with pytest.raises(IdentityUnreadable):
+            IdentityVault(ring).open(subject, sealed)
+    # Today's rows open, the zone starts with the file, and the retirement is in the audit log.
+    for subject, sealed in await subject_key_backup(zone_dsns["cn"]):
+        assert IdentityVault(ring).open(subject, sealed)["identifiers"]
+    zones = await open_zones(settings, load_keyrings(settings))  # start-up's check passes
+    for zone in zones.values():
+        await zone.db.close()
+    events = await key_events(zone_dsns["cn"])
+    assert events[-1]["detail"] == {
+        "operation": "retire",
+        "purpose": "kek",
+        "retired_version": 1,
+        "was_in_ring": True,
+        "old_fingerprint": before.fingerprint(),
+        "new_fingerprint": ring.fingerprint(),
+    }
+    verified = run(["audit", "verify", "--zone", "cn"], env)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    # Retiring again is a no-op that says so in the log too.
+    again = run(["keys", "retire", "--zone", "cn", "--version", "1"], env)
+    assert again.returncode == 0, again.stderr
+    assert "kek version 1 was already retired" in again.stdout
+    assert (await key_events(zone_dsns["cn"]))[-1]["detail"]["was_in_ring"] is False
+
+
+async def test_retiring_a_kek_version_still_in_use_or_active_is_refused(
+    gateway: Gateway, settings: Settings
+) -> None:
+    env, key_file = await zone_with_subjects(gateway, settings, "MRN-1", "MRN-2")
+    added = run(["keys", "rotate", "--zone", "cn", "--purpose", "kek", "--no-rewrap"], env)
+    assert added.returncode == 0, added.stderr
+    before = key_file.read_bytes()
+
+    in_use = run(["keys", "retire", "--zone", "cn", "--version", "1"], env)
+    assert in_use.returncode == 1
+    assert "2 data keys are still wrapped under kek version 1; nothing was retired" in in_use.stdout
+    active = run(["keys", "retire", "--zone", "cn", "--version", "2"], env)
+    assert active.returncode == 2
+    assert "kek version 2 is the active one" in active.stderr
+    never = run(["keys", "retire", "--zone", "cn", "--version", "3"], env)
+    assert never.returncode == 2
+    assert "never had kek version 3" in never.stderr
+    assert key_file.read_bytes() == before
+
+    assert run(["keys", "rewrap", "--zone", "cn"], env).returncode == 0
+    assert run(["keys", "retire", "--zone", "cn", "--version", "1"], env).returncode == 0

@@ -3,6 +3,7 @@ lookups across versions."""
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 from pathlib import Path
@@ -73,6 +74,66 @@ def test_storing_a_ring_that_drops_a_key_version_is_refused(tmp_path: Path) -> N
     with pytest.raises(ConfigurationError, match="drops or changes kek key version 1"):
         FileKeyProvider(path).store(ZoneKeyRing.generate("cn"))
     assert path.read_bytes() == before
+
+
+def _b64(key: bytes) -> bytes:
+    return base64.urlsafe_b64encode(key).rstrip(b"=")
+
+
+def test_retiring_a_version_removes_it_from_the_file_and_its_backup_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cn.keys.json"
+    ring = ZoneKeyRing.generate("cn")
+    ring.write(path)
+    provider = FileKeyProvider(path)
+    rotated = ring.with_new_version(KeyPurpose.KEK)
+    provider.store(rotated)  # the .bak now holds the ring with only kek version 1
+    old_key = ring.key(KeyPurpose.KEK, 1)
+    backup = path.with_name("cn.keys.json.bak")
+    assert _b64(old_key) in backup.read_bytes()  # the check below can fail
+
+    retired = provider.retire("cn", KeyPurpose.KEK, 1)
+
+    assert sorted(retired.keys[KeyPurpose.KEK]) == [2]
+    for file in (path, backup):
+        assert _b64(old_key) not in file.read_bytes()
+        assert mode(file) == 0o600
+    loaded = provider.load("cn")
+    assert loaded.fingerprint() == retired.fingerprint()
+    assert loaded.key(KeyPurpose.KEK, 2) == rotated.key(KeyPurpose.KEK, 2)
+    for purpose in KeyPurpose:
+        if purpose is not KeyPurpose.KEK:
+            assert loaded.keys[purpose] == ring.keys[purpose]
+    with pytest.raises(ConfigurationError, match="no kek key version 1"):
+        loaded.key(KeyPurpose.KEK, 1)
+
+
+def test_retiring_the_active_version_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "cn.keys.json"
+    ZoneKeyRing.generate("cn").write(path)
+    before = path.read_bytes()
+    with pytest.raises(ConfigurationError, match="active one"):
+        FileKeyProvider(path).retire("cn", KeyPurpose.KEK, 1)
+    assert path.read_bytes() == before
+    assert not path.with_name("cn.keys.json.bak").exists()
+
+
+def test_retiring_again_after_a_crash_removes_the_copy_left_in_the_backup(tmp_path: Path) -> None:
+    path = tmp_path / "cn.keys.json"
+    ring = ZoneKeyRing.generate("cn").with_new_version(KeyPurpose.KEK)
+    ring.write(path)
+    provider = FileKeyProvider(path)
+    provider.retire("cn", KeyPurpose.KEK, 1)
+    # As if the process died between the key file's rewrite and its backup's.
+    backup = path.with_name("cn.keys.json.bak")
+    backup.write_bytes(ring.to_json())
+    retired_file = path.read_bytes()
+
+    again = provider.retire("cn", KeyPurpose.KEK, 1)
+
+    assert path.read_bytes() == retired_file == backup.read_bytes()
+    assert sorted(again.keys[KeyPurpose.KEK]) == [2]
 
 
 def test_an_old_key_file_is_refused_with_a_pointer_to_keys_upgrade(tmp_path: Path) -> None:

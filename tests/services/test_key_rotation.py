@@ -3,18 +3,21 @@ rotation, and the start-up check that a key ring covers the versions stored data
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from gateway.app import open_zones
-from gateway.errors import ConfigurationError
+from gateway.errors import ConfigurationError, TableBusy
 from gateway.privacy import IdentityVault, KeyPurpose, SealedIdentity, ZoneKeyRing
 from gateway.privacy.provider import FileKeyProvider
-from gateway.services.key_rotation import RewrapProgress, rewrap_data_keys
+from gateway.services.key_rotation import RewrapProgress, retire_kek_version, rewrap_data_keys
 from gateway.settings import Settings
 from gateway.storage import ZoneDatabase
+from gateway.web.keys import ZONES
 from tests.conftest import Gateway, start_gateway
 from tests.helpers import fetch, reading
 
@@ -172,3 +175,38 @@ async def test_start_up_refuses_a_key_ring_missing_a_version_the_data_needs(
     zones = await open_zones(settings, {"cn": FileKeyProvider(key_file).load("cn"), "eu": eu})
     for zone in zones.values():
         await zone.db.close()
+
+
+async def test_retirement_counts_under_a_lock_so_a_key_wrapped_meanwhile_blocks_it(
+    gateway: Gateway, settings: Settings, zone_dsns: dict[str, str]
+) -> None:
+    await enrolled(gateway)
+    key_file = settings.zones["cn"].key_file
+    assert key_file is not None
+    ring = rotate(key_file, KeyPurpose.KEK)
+    await rewrap(zone_dsns["cn"], ring, batch=500)
+    zone = gateway.client.app[ZONES]["cn"]
+    provider = FileKeyProvider(key_file)
+    # Another session wraps a key under version 1 (as a gateway still on the old ring would),
+    # and has not committed yet when the retirement starts.
+    other = await asyncpg.connect(zone_dsns["cn"])
+    try:
+        transaction = other.transaction()
+        await transaction.start()
+        await other.execute(
+            "UPDATE subject_keys SET kek_version = 1 "
+            "WHERE subject = (SELECT min(subject) FROM subject_keys)"
+        )
+        with pytest.raises(TableBusy):
+            await zone.db.subjects.unless_wrapped_under(
+                1, lambda: pytest.fail("ran while the table was busy"), lock_timeout_seconds=0.2
+            )
+        retiring = asyncio.create_task(retire_kek_version(zone, provider, ring, 1))
+        await asyncio.sleep(0.3)
+        assert not retiring.done()  # waiting for the lock, not counting yet
+        await transaction.commit()
+        retired = await asyncio.wait_for(retiring, 10)
+    finally:
+        await other.close()
+    assert (retired.still_wrapped, retired.ring) == (1, None)
+    assert sorted(provider.load("cn").keys[KeyPurpose.KEK]) == [1, 2]
