@@ -65,6 +65,7 @@ from gateway.storage.exports import StoredStudy
 ZONE = "cn"
 SITE = "bench-site"
 VENDOR = "bench-vendor"
+MODEL = "Watch6,2"  # every benchmark reading comes from one watch model
 MRN = "urn:oid:1.2.156.999.1"
 TZ = timezone(timedelta(hours=8))
 BATCH = 10_000
@@ -109,7 +110,7 @@ def readings(count: int, subjects: int, start: int) -> Iterator[dict[str, Any]]:
         moment = base - timedelta(minutes=index // subjects)
         body: dict[str, Any] = {
             "subject": {"system": MRN, "value": f"BENCH-{index % subjects:05d}"},
-            "device": {"id": f"SN-{index % subjects:05d}", "model": "Watch6,2"},
+            "device": {"id": f"SN-{index % subjects:05d}", "model": MODEL},
             "type": kind,
             "value": value,
             "unit": unit,
@@ -209,6 +210,14 @@ async def load(
             began = time.perf_counter()
             await conn.copy_records_to_table("observations", records=rows, columns=COPY_COLUMNS)
             copy_seconds += time.perf_counter() - began
+        # Ingest links each (subject, device) in `devices`; COPY does not, so link them here:
+        # the extract's Device file is read from that table.
+        await conn.execute(
+            "INSERT INTO devices (subject, pseudonym, model, first_seen) "
+            "SELECT subject, device, $1, min(issued) FROM observations GROUP BY subject, device "
+            "ON CONFLICT DO NOTHING",
+            MODEL,
+        )
         await conn.execute("ANALYZE observations")
     return {
         "rows": total,

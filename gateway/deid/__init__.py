@@ -5,11 +5,13 @@ Keyed values (study pseudonyms, study resource ids, date offsets) come from
 
     stored Observation --deidentify_observation--> allow-listed, shifted, re-identified copy
     enrolment (birth date, sex, site) --age_band, k_anonymity--> deidentify_patient
+    a subject's device (its model) --model_family--> deidentify_device
 """
 
 from __future__ import annotations
 
 from gateway.deid.age import age_band
+from gateway.deid.device import deidentify_device
 from gateway.deid.devices import MODEL_FAMILIES, ModelFamilies, model_family
 from gateway.deid.kanon import ANY_SITE, KResult, QuasiIdentifiers, k_anonymity
 from gateway.deid.observation import deidentify_observation
@@ -31,6 +33,7 @@ __all__ = [
     "ResourceExcluded",
     "TimestampResolution",
     "age_band",
+    "deidentify_device",
     "deidentify_observation",
     "deidentify_patient",
     "k_anonymity",

@@ -11,11 +11,12 @@ counted in the report. What is kept, and how:
 | extension | only the gateway's statistic (an aggregate stays an aggregate) |
 | category, code, interpretation | coding system + code + display (`text` is free text: dropped) |
 | subject | Patient/<study pseudonym> |
+| device | Device/<study device id> (the caller's `device_id`), only when the extract has Devices |
 | effective[x], issued | shifted by the subject's offset, cut to the resolution, in UTC "Z" |
 | valueQuantity | value, comparator, unit, system, code |
 | component | code + valueQuantity + interpretation |
 
-Dropped, among others: identifier (the keyed dedup id), device (pseudonymous device reference),
+Dropped, among others: identifier (the keyed dedup id), device when the extract has no Devices,
 meta.source (vendor and format), meta.lastUpdated (gateway receive time, unshifted), meta.versionId
 (the vendor's record version), meta.profile, the offset-assumed extension (offsets are removed)
 and any extension the gateway does not define.
@@ -34,7 +35,7 @@ from gateway.deid.report import DeidReport, ExclusionReason, ResourceExcluded
 from gateway.deid.study import DeidPolicy
 from gateway.deid.timestamps import NotShiftable, shift_timestamp
 from gateway.fhir.observation import OFFSET_ASSUMED_URL, STATISTIC_URL
-from gateway.privacy.deid_keys import STUDY_PSEUDONYM_PATTERN
+from gateway.privacy.deid_keys import STUDY_PSEUDONYM_PATTERN, STUDY_RESOURCE_ID_PATTERN
 
 LOINC: Final = "http://loinc.org"
 
@@ -61,6 +62,8 @@ _DROPPED_GATEWAY_EXTENSIONS: Final = frozenset({OFFSET_ASSUMED_URL})
 
 # FHIR R4 §2.24.0.1 "id".
 _FHIR_ID: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+# A zone device pseudonym, as stored in Observation.device (gateway.privacy.pseudonyms).
+_DEVICE_PSEUDONYM: Final = re.compile(r"d[1-9][0-9]{0,8}-[a-z2-7]{32}")
 
 _EFFECTIVE_INSTANTS: Final = ("effectiveDateTime", "effectiveInstant")
 _KEPT: Final = frozenset(
@@ -95,11 +98,14 @@ def deidentify_observation(
     shift: timedelta,
     policy: DeidPolicy,
     resource_id: Callable[[str], str],
+    device_id: Callable[[str], str] | None = None,
 ) -> tuple[dict[str, object], DeidReport]:
     """The de-identified copy of a stored Observation, and what was removed from it.
 
     `study_subject` is the subject's study pseudonym, `shift` its date offset in this study (from
-    gateway.privacy.deid_keys), `resource_id` maps the stored id to the study's id for it. Raises
+    gateway.privacy.deid_keys), `resource_id` maps the stored id to the study's id for it, and
+    `device_id` (None: the reference is dropped) a stored device pseudonym to the study's id of
+    that subject's device. Raises
     `ResourceExcluded` when the resource cannot be released at all (another measure than the
     study's, a modifier extension, no shiftable effective time, an unknown statistic)."""
     if not STUDY_PSEUDONYM_PATTERN.fullmatch(study_subject):
@@ -113,7 +119,7 @@ def deidentify_observation(
 
     cleaner = _Cleaner(policy, shift)
     for name in resource:
-        if name not in _KEPT:
+        if name not in _KEPT and (name != "device" or device_id is None):
             cleaner.drop(name, resource[name])
     # Every stored meta element goes (source, lastUpdated, versionId, profile, security):
     # the only meta an extract carries is its own security label.
@@ -139,6 +145,8 @@ def deidentify_observation(
         cleaner.put_instant(out, "issued", resource["issued"])
     cleaner.put_quantity(out, "valueQuantity", resource.get("valueQuantity"))
     cleaner.put_concepts(out, "interpretation", resource.get("interpretation"))
+    if device_id is not None and "device" in resource:
+        cleaner.put_device(out, resource["device"], device_id)
     if "component" in resource:
         components = [
             c for c in map(cleaner.component, _as_list(resource["component"])) if c is not None
@@ -279,6 +287,23 @@ class _Cleaner:
             out[name] = kept
         else:
             self._dropped[path + name] += 1
+
+    def put_device(
+        self, out: dict[str, object], value: object, device_id: Callable[[str], str]
+    ) -> None:
+        fields = _fields(value)
+        for name in fields:
+            if name != "reference":
+                self.drop(f"device.{name}", fields[name])
+        reference = fields.get("reference")
+        stored = reference.removeprefix("Device/") if isinstance(reference, str) else ""
+        if not _DEVICE_PSEUDONYM.fullmatch(stored):
+            self._dropped["device"] += 1
+            return
+        new_id = device_id(stored)
+        if not STUDY_RESOURCE_ID_PATTERN.fullmatch(new_id):
+            raise ValueError("device_id must map a device pseudonym to a study resource id")
+        out["device"] = {"reference": f"Device/{new_id}"}
 
     def component(self, value: object) -> dict[str, object] | None:
         fields = _as_dict(value)

@@ -30,6 +30,7 @@ STUDY_RESOURCE_ID_PATTERN: Final = re.compile(r"e([1-9][0-9]{0,8})-[a-z2-7]{32}"
 _STUDY_PSEUDONYM_LABEL: Final = "wearable-gateway/study-pseudonym/1"
 # Same key as study pseudonyms (both are per-(study, recipient) renamings), its own label.
 _STUDY_RESOURCE_LABEL: Final = "wearable-gateway/study-resource-id/1"
+_STUDY_DEVICE_LABEL: Final = "wearable-gateway/study-device-id/1"
 _DATE_SHIFT_LABEL: Final = "wearable-gateway/date-shift/1"
 
 _DAY: Final = timedelta(days=1)
@@ -69,6 +70,27 @@ def study_resource_id(keyring: ZoneKeyRing, study_id: str, recipient: str, resou
         study_id,
         recipient,
         resource_id,
+    )
+
+
+def study_device_id(
+    keyring: ZoneKeyRing, study_id: str, recipient: str, zone_pseudonym: str, device: str
+) -> str:
+    """The id of one subject's device (`device`: its zone pseudonym) in that study's extracts
+    for `recipient`, shaped like a study resource id. Per subject: a device two subjects share
+    (a household scale) gets two unrelated ids, so the extract does not reveal who shares one."""
+    _require_text(
+        study_id=study_id, recipient=recipient, zone_pseudonym=zone_pseudonym, device=device
+    )
+    return _sign(
+        "e",
+        keyring,
+        _STUDY_DEVICE_LABEL,
+        keyring.zone,
+        study_id,
+        recipient,
+        zone_pseudonym,
+        device,
     )
 
 

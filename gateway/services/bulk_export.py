@@ -23,14 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import functools
 import hashlib
 import io
 import logging
 import re
 import secrets
 from collections import Counter
-from collections.abc import AsyncGenerator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
@@ -42,6 +43,7 @@ from gateway.deid import (
     ResourceExcluded,
     TimestampResolution,
     age_band,
+    deidentify_device,
     deidentify_observation,
     deidentify_patient,
     k_anonymity,
@@ -53,6 +55,7 @@ from gateway.privacy import ZoneKeyRing
 from gateway.privacy.deid_keys import (
     date_shift,
     date_shift_version,
+    study_device_id,
     study_pseudonym,
     study_resource_id,
 )
@@ -74,10 +77,11 @@ from gateway.storage.exports import ExportSubject, StoredFile, StoredJob, Stored
 log = logging.getLogger("gateway.export")
 
 NDJSON_FORMATS: Final = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
-EXPORT_TYPES: Final = ("Patient", "Observation")
+EXPORT_TYPES: Final = ("Patient", "Observation", "Device")
 _PERMISSION: Final = {
     "Patient": Permission.READ_PATIENT,
     "Observation": Permission.READ_OBSERVATION,
+    "Device": Permission.READ_DEVICE,
 }
 LOINC: Final = "http://loinc.org"
 # How long a job and its files stay downloadable after kick-off.
@@ -88,7 +92,7 @@ POLL_INTERVAL_SECONDS: Final = 1
 CHUNK_BYTES: Final = 1 << 20
 PROGRESS_EVERY: Final = 5000
 JOB_ID: Final = re.compile(r"x[0-9a-f]{32}")
-FILE_NAME: Final = re.compile(r"(Patient|Observation)\.(ndjson|csv)")
+FILE_NAME: Final = re.compile(r"(Patient|Observation|Device)\.(ndjson|csv)")
 _PARAMETERS: Final = frozenset({"_type", "_since", "_typeFilter", "_outputFormat"})
 
 
@@ -290,7 +294,7 @@ def parse_export_request(
         elif name == "_type":
             for resource in value.split(","):
                 if resource.strip() not in EXPORT_TYPES:
-                    raise InvalidExportRequest("_type supports Patient and Observation")
+                    raise InvalidExportRequest("_type supports Patient, Observation and Device")
                 types.append(resource.strip())
         elif name == "_since":
             since = _instant(value)
@@ -300,7 +304,9 @@ def parse_export_request(
         raise InvalidExportRequest("_typeFilter on Observation needs Observation in _type")
     return ExportRequest(
         url=url,
-        types=tuple(t for t in EXPORT_TYPES if t in types) if types else EXPORT_TYPES,
+        # No _type: "all supported resources within the scope of the client authorization"
+        # (Bulk Data 2.0 kick-off), which `kick_off` resolves against the token.
+        types=tuple(t for t in EXPORT_TYPES if t in types),
         since=since,
         filters=tuple(filters),
     )
@@ -367,7 +373,7 @@ async def _study_for(
         raise NotFound("no such study for this client")
     if principal.role != "researcher":
         raise Forbidden("only researcher clients export studies")
-    if not all(_PERMISSION[t] in principal.permissions for t in types):
+    if not types or not all(_PERMISSION[t] in principal.permissions for t in types):
         raise Forbidden("the token's scopes do not cover every exported resource type")
     return study
 
@@ -386,6 +392,9 @@ async def kick_off(
     now: datetime,
 ) -> KickedOff:
     zone = zones.require(principal.zone)
+    if not request.types:
+        in_scope = tuple(t for t in EXPORT_TYPES if _PERMISSION[t] in principal.permissions)
+        request = replace(request, types=in_scope)
     try:
         study = await _study_for(zone, principal, study_id, request.types)
     except GatewayError as refused:
@@ -590,7 +599,7 @@ CSV_COLUMNS: Final = (
     "id", "patient", "status", "category", "code", "display", "effective_start", "effective_end",
     "value", "comparator", "unit", "statistic",
     "component_1_code", "component_1_value", "component_1_unit",
-    "component_2_code", "component_2_value", "component_2_unit",
+    "component_2_code", "component_2_value", "component_2_unit", "device",
 )  # fmt: skip
 
 
@@ -646,6 +655,10 @@ def csv_row(resource: Mapping[str, object]) -> list[object]:
             row += [_first_coding(component.get("code")).get("code", ""), c_value, c_unit]
         else:
             row += ["", "", ""]
+    device = resource.get("device")
+    row.append(
+        device.get("reference", "").removeprefix("Device/") if isinstance(device, dict) else ""
+    )
     return row
 
 
@@ -720,6 +733,9 @@ class _Run:
     kept: list[str]
     study_ids: dict[str, str]
     k_report: dict[str, object]
+    # (zone pseudonym, device pseudonym) -> study device id, for every device an exported
+    # Observation referenced (Device in the extract only).
+    device_ids: dict[tuple[str, str], str] = field(default_factory=dict)
     resources: int = 0
     left_out: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
@@ -747,7 +763,17 @@ class ExportRunner:
         if "Observation" in run.request.types:
             ndjson, csv_file = await self._write_observations(run)
             files.append(ndjson)
+        if "Device" in run.request.types:
+            files.append(await self._write_devices(run))
         await self._release(run, files, csv_file)
+
+    def _device_id(self, run: _Run, subject: str, device: str) -> str:
+        found = run.device_ids.get((subject, device))
+        if found is None:
+            found = run.device_ids[(subject, device)] = study_device_id(
+                self._keyring, run.study.id, run.study.recipient_org, subject, device
+            )
+        return found
 
     async def _progress(self, run: _Run) -> None:
         renewed = await self._zone.db.exports.renew(
@@ -821,16 +847,41 @@ class ExportRunner:
         )
 
     async def _write_patients(self, run: _Run) -> StoredFile:
-        writer = _FileWriter(self._zone, run.job.id, "Patient.ndjson", "Patient")
-        for subject in run.kept:
-            member = run.members[subject]
-            patient = deidentify_patient(
+        patients = (
+            deidentify_patient(
                 study_subject=run.study_ids[subject],
-                age_band=member.qi.age_band,
-                sex=member.sex,
-                site=member.qi.site,
+                age_band=run.members[subject].qi.age_band,
+                sex=run.members[subject].sex,
+                site=run.members[subject].qi.site,
             )
-            await writer.write(orjson.dumps(patient, option=orjson.OPT_APPEND_NEWLINE))
+            for subject in run.kept
+        )
+        return await self._write_file(run, "Patient", patients)
+
+    async def _write_devices(self, run: _Run) -> StoredFile:
+        """One Device per (subject, device): those the exported Observations reference, or,
+        in an extract without Observations, every device of the kept subjects."""
+        referenced = set(run.device_ids) if "Observation" in run.request.types else None
+        linked = await self._zone.db.exports.devices(run.kept)
+        devices = (
+            deidentify_device(
+                study_device=self._device_id(run, subject, device),
+                study_subject=run.study_ids[subject],
+                model=model,
+                table=run.policy.model_families,
+            )
+            for subject, device, model in linked
+            if referenced is None or (subject, device) in referenced
+        )
+        return await self._write_file(run, "Device", devices)
+
+    async def _write_file(
+        self, run: _Run, resource_type: str, resources: Iterable[dict[str, object]]
+    ) -> StoredFile:
+        """`<type>.ndjson` of `resources`, made one at a time (a generator stays lazy)."""
+        writer = _FileWriter(self._zone, run.job.id, f"{resource_type}.ndjson", resource_type)
+        for resource in resources:
+            await writer.write(orjson.dumps(resource, option=orjson.OPT_APPEND_NEWLINE))
             run.resources += 1
         stored = await writer.close()
         await self._progress(run)
@@ -843,6 +894,7 @@ class ExportRunner:
         await table.write(_csv_line(CSV_COLUMNS))
         shifts: dict[str, timedelta] = {}
         categories = request.categories
+        with_devices = "Device" in request.types
 
         def resource_id(stored: str) -> str:
             return study_resource_id(self._keyring, study.id, study.recipient_org, stored)
@@ -875,6 +927,11 @@ class ExportRunner:
                         shift=shift,
                         policy=policy,
                         resource_id=resource_id,
+                        device_id=(
+                            functools.partial(self._device_id, run, subject)
+                            if with_devices
+                            else None
+                        ),
                     )
                 except ResourceExcluded as excluded:
                     run.left_out[excluded.reason.value] += 1

@@ -356,6 +356,15 @@ class ExportJobStore:
         )
         return [ExportSubject(**dict(row)) for row in rows]
 
+    async def devices(self, subjects: Sequence[str]) -> list[tuple[str, str, str | None]]:
+        """(subject, device pseudonym, model) of every device linked to one of `subjects`."""
+        rows = await self._pool.fetch(
+            "SELECT subject, pseudonym, model FROM devices WHERE subject = ANY($1::text[]) "
+            "ORDER BY subject, pseudonym",
+            list(subjects),
+        )
+        return [(r["subject"], r["pseudonym"], r["model"]) for r in rows]
+
     async def observations(
         self,
         subjects: Sequence[str],

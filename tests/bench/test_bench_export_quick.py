@@ -26,7 +26,11 @@ def test_quick_export_benchmark_reports_its_figures(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stderr.decode(errors="replace")[-4000:]
     results: dict[str, Any] = orjson.loads(out.read_bytes())
     export = results["export"]
-    assert export["output"] == {"Patient": results["subjects"], "Observation": 20_000}
+    assert export["output"] == {
+        "Patient": results["subjects"],
+        "Observation": 20_000,
+        "Device": results["subjects"],  # one watch per subject
+    }
     assert export["resources_per_s"] > 0
     assert results["copy_baseline"]["rows_per_s"] > 0
     assert export["ratio_to_copy"] > 0

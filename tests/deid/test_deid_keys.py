@@ -15,9 +15,11 @@ from hypothesis import strategies as st
 
 from gateway.privacy import KeyPurpose, ZoneKeyRing
 from gateway.privacy.deid_keys import (
+    STUDY_RESOURCE_ID_PATTERN,
     date_shift,
     date_shift_version,
     parse_study_version,
+    study_device_id,
     study_pseudonym,
     study_resource_id,
 )
@@ -217,3 +219,20 @@ def test_new_key_rings_have_study_and_date_shift_keys() -> None:
         for p in KeyPurpose
         if p not in {KeyPurpose.STUDY_PSEUDONYM, KeyPurpose.DATE_SHIFT}
     }
+
+
+def test_a_device_gets_one_study_id_per_subject_study_and_recipient() -> None:
+    device = "d1-" + "q" * 32
+    first = study_device_id(RING, STUDY, RECIPIENT, "s1-" + "a" * 32, device)
+    assert STUDY_RESOURCE_ID_PATTERN.fullmatch(first)
+    assert first == study_device_id(RING, STUDY, RECIPIENT, "s1-" + "a" * 32, device)  # stable
+    others = {
+        study_device_id(RING, STUDY, RECIPIENT, "s1-" + "b" * 32, device),  # a second subject
+        study_device_id(RING, "another-study", RECIPIENT, "s1-" + "a" * 32, device),
+        study_device_id(RING, STUDY, "Another Org", "s1-" + "a" * 32, device),
+        study_resource_id(RING, STUDY, RECIPIENT, device),
+    }
+    assert first not in others
+    assert len(others) == 4
+    with pytest.raises(ValueError, match="device"):
+        study_device_id(RING, STUDY, RECIPIENT, "s1-" + "a" * 32, "")

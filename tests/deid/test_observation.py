@@ -4,6 +4,7 @@ links back to the subject, the device or the zone's data."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -49,9 +50,15 @@ def deidentify(
     *,
     shift: timedelta = SHIFT,
     policy: DeidPolicy = POLICY,
+    device_id: Callable[[str], str] | None = None,
 ) -> tuple[dict[str, Any], DeidReport]:
     return deidentify_observation(
-        resource, study_subject=STUDY_SUBJECT, shift=shift, policy=policy, resource_id=study_id_of
+        resource,
+        study_subject=STUDY_SUBJECT,
+        shift=shift,
+        policy=policy,
+        resource_id=study_id_of,
+        device_id=device_id,
     )
 
 
@@ -323,3 +330,30 @@ def test_weekdays_are_kept_when_the_study_asks(subject: str, moment: datetime) -
     shifted = parse_instant(out["effectiveDateTime"])
     assert shifted.weekday() == moment.astimezone(UTC).weekday()
     assert shifted.date() != moment.astimezone(UTC).date()
+
+
+def test_with_devices_in_the_extract_the_device_becomes_the_study_device_id() -> None:
+    resource = heart_rate()
+    seen: list[str] = []
+
+    def device_id(stored_device: str) -> str:
+        seen.append(stored_device)
+        return study_id_of(stored_device)
+
+    out, report = deidentify(resource, device_id=device_id)
+    assert seen == [resource["device"]["reference"].removeprefix("Device/")]
+    assert out["device"] == {"reference": f"Device/{study_id_of(seen[0])}"}
+    assert "device" not in report.dropped_elements
+    Observation.model_validate(out)
+
+
+@pytest.mark.parametrize("reference", ["Device/SN-0001", "Patient/x", None, "Device/o1-abc"])
+def test_a_device_reference_that_is_not_a_device_pseudonym_is_dropped(reference: Any) -> None:
+    resource = heart_rate()
+    resource["device"] = {"reference": reference, "display": "CANARY-DISPLAY"}
+    out, report = deidentify(
+        resource, device_id=lambda _: pytest.fail("a non-device reference was mapped")
+    )
+    assert "device" not in out
+    assert report.dropped_elements["device"] == 1
+    assert report.dropped_elements["device.display"] == 1

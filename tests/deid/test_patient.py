@@ -1,4 +1,5 @@
-"""The extract's Patient, age bands (HIPAA Safe Harbor top-coding) and device model families."""
+"""The extract's Patient and Device, age bands (HIPAA Safe Harbor top-coding) and device model
+families."""
 
 from __future__ import annotations
 
@@ -7,11 +8,19 @@ from typing import Any
 
 import orjson
 import pytest
+from fhir.resources.R4B.device import Device
 from fhir.resources.R4B.patient import Patient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.deid import AGE_BAND_URL, SITE_URL, age_band, deidentify_patient, model_family
+from gateway.deid import (
+    AGE_BAND_URL,
+    SITE_URL,
+    age_band,
+    deidentify_device,
+    deidentify_patient,
+    model_family,
+)
 from gateway.deid.age import age_in_years
 from gateway.models import Sex
 from tests.deid.common import STUDY_SUBJECT, ZONE_SUBJECT
@@ -122,3 +131,21 @@ def test_a_zone_pseudonym_or_a_birth_date_is_refused(subject: str, band: str) ->
 )
 def test_device_models_become_their_family(model: str | None, family: str) -> None:
     assert model_family(model) == family
+
+
+def test_the_extract_device_holds_the_model_family_and_whose_it_is_nothing_else() -> None:
+    study_device = "e1-" + "a" * 32
+    device = deidentify_device(
+        study_device=study_device, study_subject=STUDY_SUBJECT, model="BPM Connect"
+    )
+    Device.model_validate(device)
+    assert device["type"] == {"text": "Withings BPM"}
+    assert device["patient"] == {"reference": f"Patient/{STUDY_SUBJECT}"}
+    unknown = deidentify_device(
+        study_device=study_device, study_subject=STUDY_SUBJECT, model="CANARY-MODEL-9"
+    )
+    assert b"CANARY" not in orjson.dumps(unknown)
+    with pytest.raises(ValueError, match="study pseudonym"):
+        deidentify_device(study_device=study_device, study_subject=ZONE_SUBJECT, model=None)
+    with pytest.raises(ValueError, match="study resource id"):
+        deidentify_device(study_device="d1-" + "a" * 32, study_subject=STUDY_SUBJECT, model=None)

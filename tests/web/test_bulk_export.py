@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+from fhir.resources.R4B.device import Device
 
 from gateway.residency.export_policy import TransferMechanism
 from gateway.settings import Settings
@@ -20,6 +21,7 @@ from tests.conftest import Gateway, start_gateway
 from tests.helpers import CN_TZ, blood_pressure, fetch, reading, steps
 from tests.web.bulk_export_helpers import (
     HEART_RATE,
+    RESEARCH_SCOPES,
     Researcher,
     export,
     kick_off,
@@ -226,6 +228,60 @@ async def test_cancel_then_status_is_404(gateway: Gateway) -> None:
 # ------------------------------------------------------------------------------ token rules
 
 
+async def _devices_cohort(gateway: Gateway) -> list[str]:
+    """Two subjects who share a watch (the same vendor device id), one with a Withings cuff too."""
+    values = ["MRN-DEV-0", "MRN-DEV-1"]
+    for value in values:
+        await gateway.enrol("cn", value)
+    cuff = {**blood_pressure(values[0], 120, 80)}
+    cuff["device"] = {"id": "SN-CUFF-9", "model": "BPM Connect", "manufacturer": "Withings"}
+    status, body = await gateway.ingest(
+        "cn", [reading(values[0], value=70), reading(values[1], value=71), cuff]
+    )
+    assert status == 200, body
+    return values
+
+
+async def test_devices_are_exported_per_subject_with_the_model_family_only(
+    gateway: Gateway,
+) -> None:
+    await _devices_cohort(gateway)
+    team = await researcher(gateway, scopes=(*RESEARCH_SCOPES, "system/Device.rs"))
+    await study(gateway, "dev-2026", [team])
+
+    result = await export(gateway, team, "dev-2026")  # no _type: every type the token covers
+
+    assert [o["type"] for o in result.manifest["output"]] == ["Patient", "Observation", "Device"]
+    patients = {p["id"] for p in result.resources("Patient")}
+    devices = {d["id"]: d for d in result.resources("Device")}
+    for device in devices.values():
+        Device.model_validate(device)
+        assert device["meta"]["security"][0]["code"] == "PSEUDED"
+        assert set(device) == {"resourceType", "id", "meta", "type", "patient"}
+        assert device["patient"]["reference"].removeprefix("Patient/") in patients
+    # The shared watch is two Devices, one per subject: nothing says who shares a device.
+    assert sorted(d["type"]["text"] for d in devices.values()) == ["Withings BPM", "other", "other"]
+    assert len({d["patient"]["reference"] for d in devices.values()}) == 2
+    observations = result.resources("Observation")
+    for observation in observations:
+        device = devices[observation["device"]["reference"].removeprefix("Device/")]
+        assert device["patient"] == observation["subject"]
+    raw = result.files["Device.ndjson"] + result.files["Observation.ndjson"]
+    for secret in (b"SN-0001", b"SN-CUFF-9", b"Watch 5", b"BPM Connect", b"Acme"):
+        assert secret not in raw
+    table = list(csv.DictReader(io.StringIO(result.files["Observation.csv"].decode())))
+    assert {row["device"] for row in table} <= set(devices)
+    assert len(table) == len(observations) == 3
+
+    # Devices alone: every device of the study's subjects. Another study: other ids.
+    alone = await export(gateway, team, "dev-2026", "?_type=Device")
+    assert [o["type"] for o in alone.manifest["output"]] == ["Device"]
+    assert {d["id"] for d in alone.resources("Device")} == set(devices)
+    await study(gateway, "dev-2027", [team])
+    other = await export(gateway, team, "dev-2027", "?_type=Device")
+    assert not {d["id"] for d in other.resources("Device")} & set(devices)
+
+
 async def test_token_rules(gateway: Gateway) -> None:
     await _cohort(gateway, 1)
     team = await researcher(gateway)
@@ -244,8 +300,10 @@ async def test_token_rules(gateway: Gateway) -> None:
     assert no_prefer.status == 400
     bad_format = await kick_off(gateway, team, "tok-2026", "?_outputFormat=text/csv")
     assert bad_format.status == 400
-    bad_type = await kick_off(gateway, team, "tok-2026", "?_type=Device")
+    bad_type = await kick_off(gateway, team, "tok-2026", "?_type=Encounter")
     assert bad_type.status == 400
+    out_of_scope = await kick_off(gateway, team, "tok-2026", "?_type=Device")
+    assert out_of_scope.status == 403  # supported, but the token has no Device scope
 
     started = await kick_off(gateway, team, "tok-2026")
     path = status_path(started)
@@ -262,8 +320,13 @@ async def test_token_rules(gateway: Gateway) -> None:
 
     narrow = await researcher(gateway, scopes=("system/Observation.rs",))
     await study(gateway, "tok-narrow", [narrow])
-    assert (await kick_off(gateway, narrow, "tok-narrow")).status == 403
-    assert (await kick_off(gateway, narrow, "tok-narrow", "?_type=Observation")).status == 202
+    assert (await kick_off(gateway, narrow, "tok-narrow", "?_type=Patient")).status == 403
+    # No _type: every supported type within the token's scopes (Bulk Data 2.0 kick-off).
+    in_scope = await export(gateway, narrow, "tok-narrow")
+    assert [o["type"] for o in in_scope.manifest["output"]] == ["Observation"]
+    nothing = await researcher(gateway, scopes=("system/Patient.rs",))
+    await study(gateway, "tok-none", [nothing])
+    assert (await kick_off(gateway, nothing, "tok-none", "?_type=Observation")).status == 403
 
 
 # --------------------------------------------------------------------------- consent, borders

@@ -14,7 +14,7 @@ from gateway.deid.timestamps import parse_instant
 from gateway.logs import JSONFormatter
 from tests.conftest import Gateway
 from tests.helpers import blood_pressure, reading, stored_observations
-from tests.web.bulk_export_helpers import export, researcher, study
+from tests.web.bulk_export_helpers import RESEARCH_SCOPES, export, researcher, study
 
 CANARIES = {
     "mrn": "CANARY-MRN-5d1e0a",
@@ -62,10 +62,14 @@ async def test_no_canary_pseudonym_id_or_original_time_leaves_in_an_extract(
         batch.append({**blood_pressure(value, 121, 79, time=TIMES[0]), "device": device})
         status, body = await gateway.ingest("cn", batch)
         assert status in (200, 201), body
-    team = await researcher(gateway)
+    team = await researcher(gateway, scopes=(*RESEARCH_SCOPES, "system/Device.rs"))
     await study(gateway, "leak-2026", [team], k=3)
     result = await export(gateway, team, "leak-2026")
-    assert result.manifest["output"][1]["count"] == 12
+    assert [(o["type"], o["count"]) for o in result.manifest["output"]] == [
+        ("Patient", 3),
+        ("Observation", 12),
+        ("Device", 3),  # the scan below covers the Device file too
+    ]
 
     stored = await stored_observations(zone_dsns["cn"])
     forbidden = set(CANARIES.values()) | set(pseudonyms)
