@@ -112,7 +112,7 @@ def create_app(
     async def exports_ctx(app: web.Application) -> AsyncIterator[None]:
         # Research export jobs run in the background, one task per served zone; stopped before
         # the zones close (cleanup contexts unwind in reverse), handing running jobs back.
-        workers = ExportWorkers(app[ZONES], rings)
+        workers = ExportWorkers(app[ZONES], rings, on_job_end=metrics.export_ended)
         workers.start()
         app[EXPORT_WORKERS] = workers
         yield

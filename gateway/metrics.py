@@ -92,5 +92,25 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+        # Research export jobs (gateway/services/bulk_export.py, JobOutcome): one count per run
+        # of a job; resources by type for completed ones.
+        self.export_jobs = Counter(
+            "gateway_export_jobs",
+            "Research export job runs that ended, by outcome",
+            ["zone", "outcome"],
+            registry=self.registry,
+        )
+        self.export_resources = Counter(
+            "gateway_export_resources",
+            "Resources released in research extracts, by resource type",
+            ["zone", "type"],
+            registry=self.registry,
+        )
+
+    def export_ended(self, zone: str, outcome: str, released: Mapping[str, int]) -> None:
+        self.export_jobs.labels(zone, outcome).inc()
+        for resource_type, count in released.items():
+            self.export_resources.labels(zone, resource_type).inc(count)
+
     def watch_pools(self, source: PoolUsageSource) -> None:
         self.registry.register(_PoolCollector(source))

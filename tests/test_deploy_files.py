@@ -414,6 +414,8 @@ def exported() -> dict[str, dict[str, set[str]]]:
     metrics.request_duration.labels("/v1/ingest/{format}", "POST", "200").observe(0.01)
     metrics.batch_size.labels("cn").observe(1)
     metrics.enrolments.labels("cn", "enrolled").inc()
+    metrics.export_ended("cn", "failed", {})
+    metrics.export_ended("cn", "completed", {"Observation": 2})
     metrics.watch_pools(lambda: {"cn": (3, 1, 10, 0)})
     samples: dict[str, dict[str, set[str]]] = {}
     for family in metrics.registry.collect():
@@ -451,6 +453,7 @@ def test_alert_rules_cover_the_operational_risks() -> None:
         "GatewayIngestRejectionSpike",
         "GatewayHighLatencyP99",
         "GatewayDatabasePoolSaturated",
+        "GatewayExportJobsFailing",
     }
     for name, alert in by_name.items():
         for key in ("expr:", "for:", "severity:", "summary:", "description:"):
@@ -464,6 +467,7 @@ def test_alert_rules_cover_the_operational_risks() -> None:
     assert "[10m]" in latency
     assert "> 0.25" in latency
     assert "> 0.9" in by_name["GatewayDatabasePoolSaturated"]
+    assert 'outcome="failed"' in by_name["GatewayExportJobsFailing"]
 
 
 # ------------------------------------------------------------------------------------ OpenAPI

@@ -30,9 +30,10 @@ import logging
 import re
 import secrets
 from collections import Counter
-from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
 from typing import Final
 
 import orjson
@@ -751,10 +752,13 @@ class ExportRunner:
         self._keyring = keyring
         self._lease = lease_seconds
 
-    async def run(self, job: StoredJob) -> None:
+    async def run(self, job: StoredJob) -> dict[str, int] | None:
+        """Run the job to its manifest: the resources released, by type; None when the policy
+        refused it at run time (the job is failed and the refusal audited). Raises `_Stopped`
+        when the job was cancelled or expired meanwhile."""
         run = await self._prepare(job)
         if run is None:
-            return
+            return None
         await self._zone.db.exports.reset_files(job.id)
         files: list[StoredFile] = []
         csv_file: StoredFile | None = None
@@ -766,6 +770,7 @@ class ExportRunner:
         if "Device" in run.request.types:
             files.append(await self._write_devices(run))
         await self._release(run, files, csv_file)
+        return {f.type: f.count for f in files}
 
     def _device_id(self, run: _Run, subject: str, device: str) -> str:
         found = run.device_ids.get((subject, device))
@@ -1003,16 +1008,32 @@ class ExportRunner:
                 ),
             },
         }
-        if await zone.db.exports.finish(job.id, orjson.dumps(manifest)):
-            event(
-                log,
-                "export.completed",
-                zone=zone.name,
-                study=study.id,
-                job=job.id,
-                resources=run.resources,
-                suppressed=run.k_report["suppressed"],
-            )
+        if not await zone.db.exports.finish(job.id, orjson.dumps(manifest)):
+            raise _Stopped  # cancelled (or expired) while the release was being written
+        event(
+            log,
+            "export.completed",
+            zone=zone.name,
+            study=study.id,
+            job=job.id,
+            resources=run.resources,
+            suppressed=run.k_report["suppressed"],
+        )
+
+
+class JobOutcome(StrEnum):
+    """How a run of an export job ended (the `outcome` of `gateway_export_jobs_total`)."""
+
+    COMPLETED = "completed"  # manifest served
+    REFUSED = "refused"  # the policy refused it at run time (e.g. consent withdrawn)
+    CANCELLED = "cancelled"  # deleted or expired while running
+    FAILED = "failed"  # an error: the job is failed with "internal error"
+    REQUEUED = "requeued"  # the process stopped: handed back for the next one
+
+
+# (zone, outcome, resources released by type) once per run of a job; the composition root turns
+# it into metrics, so this module needs no metrics library.
+JobObserver = Callable[[str, JobOutcome, Mapping[str, int]], None]
 
 
 class ExportWorkers:
@@ -1026,11 +1047,13 @@ class ExportWorkers:
         *,
         lease_seconds: float = 60.0,
         idle_seconds: float = 5.0,
+        on_job_end: JobObserver | None = None,
     ) -> None:
         self._zones = zones
         self._keyrings = keyrings
         self._lease = lease_seconds
         self._idle = idle_seconds
+        self._on_job_end = on_job_end
         self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in zones}
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -1074,15 +1097,29 @@ class ExportWorkers:
     async def _run(self, zone: Zone, runner: ExportRunner, job: StoredJob) -> None:
         event(log, "export.started", zone=zone.name, study=job.study, job=job.id)
         try:
-            await runner.run(job)
+            released = await runner.run(job)
         except asyncio.CancelledError:
             # Shutting down: hand the job back so the next start (or another process) resumes it.
+            self._ended(zone, JobOutcome.REQUEUED)
             await asyncio.shield(zone.db.exports.requeue(job.id))
             raise
         except _Stopped:
             event(log, "export.stopped", zone=zone.name, job=job.id)
+            self._ended(zone, JobOutcome.CANCELLED)
         except Exception:
             # Exception messages may quote data: only the type is logged (gateway.logs).
             event(log, "export.failed", logging.ERROR, zone=zone.name, job=job.id, exc_info=True)
+            self._ended(zone, JobOutcome.FAILED)
             with contextlib.suppress(Exception):
                 await zone.db.exports.fail(job.id, "internal error")
+        else:
+            if released is None:
+                self._ended(zone, JobOutcome.REFUSED)
+            else:
+                self._ended(zone, JobOutcome.COMPLETED, released)
+
+    def _ended(
+        self, zone: Zone, outcome: JobOutcome, released: Mapping[str, int] | None = None
+    ) -> None:
+        if self._on_job_end is not None:
+            self._on_job_end(zone.name, outcome, released or {})

@@ -17,6 +17,7 @@ from fhir.resources.R4B.device import Device
 
 from gateway.residency.export_policy import TransferMechanism
 from gateway.settings import Settings
+from gateway.web.keys import EXPORT_WORKERS
 from tests.conftest import Gateway, start_gateway
 from tests.helpers import CN_TZ, blood_pressure, fetch, reading, steps
 from tests.web.bulk_export_helpers import (
@@ -139,6 +140,48 @@ async def test_kick_off_poll_manifest_and_download(
         f["sha256"] for f in manifest["extension"]["files"]
     }
     assert release["k_anonymity"]["kept"] == 3
+
+    # Operators see the run in /metrics (counted by the worker right after it commits).
+    expected = [
+        'gateway_export_jobs_total{outcome="completed",zone="cn"} 1.0',
+        'gateway_export_resources_total{type="Observation",zone="cn"} 9.0',
+        'gateway_export_resources_total{type="Patient",zone="cn"} 3.0',
+    ]
+    await _metrics_show(gateway, expected)
+
+
+async def _metrics_show(gateway: Gateway, lines: list[str]) -> None:
+    """Wait (5 s at most) until /metrics holds every one of `lines`."""
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:
+        metrics = await (await gateway.client.get("/metrics")).text()
+        if all(line in metrics for line in lines):
+            return
+        assert asyncio.get_running_loop().time() < deadline, metrics[-2000:]
+        await asyncio.sleep(0.05)
+
+
+async def test_consent_withdrawn_before_the_job_runs_fails_it_and_is_counted_as_refused(
+    gateway: Gateway,
+) -> None:
+    pseudonym = await gateway.enrol("cn", "MRN-LATE-0")
+    team = await researcher(gateway)
+    await study(gateway, "late-2026", [team])
+    workers = gateway.client.app[EXPORT_WORKERS]
+    await workers.stop()  # the job waits in the database until a worker starts
+    started = await kick_off(gateway, team, "late-2026")
+    assert started.status == 202
+    withdrawn = await gateway.client.patch(
+        f"/v1/subjects/{pseudonym}/consent",
+        json={"research": False},
+        headers=gateway.auth(gateway.clinic["cn"]),
+    )
+    assert withdrawn.status == 200
+    workers.start()
+    done = await wait_done(gateway, team, status_path(started))
+    assert done.status == 500
+    assert "no-research-consent" in await done.text()
+    await _metrics_show(gateway, ['gateway_export_jobs_total{outcome="refused",zone="cn"} 1.0'])
 
 
 async def test_post_kick_off_with_type_filter_and_type(gateway: Gateway) -> None:
