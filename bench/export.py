@@ -54,9 +54,10 @@ from gateway.models import (
     Sex,
 )
 from gateway.privacy import Pseudonymiser, ZoneKeyRing
-from gateway.services.bulk_export import EXPORT_TYPES, ExportRequest, ExportRunner
+from gateway.services.bulk_export import EXPORT_TYPES, ExportRequest
 from gateway.services.clinics import Clinic
 from gateway.services.enrol import enrol
+from gateway.services.export_runner import ExportRunner
 from gateway.services.zones import Zone, ZoneDirectory
 from gateway.storage import ZoneDatabase, ensure_database, migrate_database
 from gateway.storage.database import admin_connection

@@ -1,0 +1,648 @@
+"""Running research export jobs (issue 5): the background side of
+`gateway.services.bulk_export`.
+
+    ExportWorkers one background task per zone, in the process serving that zone: claims jobs
+                  (FOR UPDATE SKIP LOCKED) and hands them to an ExportRunner:
+
+    consenting subjects --open identity--> (age band, sex, site) --k_anonymity--> kept subjects
+      --study pseudonym, date shift--> Patient.ndjson
+    observations (server-side cursor) --deidentify_observation--> Observation.ndjson + .csv
+    devices the observations reference --deidentify_device--> Device.ndjson
+      --> files as bytea chunks in the zone database --> audit RELEASE --> manifest
+
+Nothing is released before its audit record is committed: the job becomes `done`, and its
+manifest (and so every file URL) servable, only after the release is audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import functools
+import hashlib
+import io
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import Final
+
+import orjson
+
+from gateway.deid import (
+    DeidPolicy,
+    QuasiIdentifiers,
+    ResourceExcluded,
+    TimestampResolution,
+    age_band,
+    deidentify_device,
+    deidentify_observation,
+    deidentify_patient,
+    k_anonymity,
+)
+from gateway.logs import event
+from gateway.models import Sex
+from gateway.privacy import ZoneKeyRing
+from gateway.privacy.deid_keys import (
+    date_shift,
+    date_shift_version,
+    study_device_id,
+    study_pseudonym,
+    study_resource_id,
+)
+from gateway.privacy.envelope import SealedIdentity
+from gateway.residency.export_policy import (
+    POLICY_VERSION,
+    Consent,
+    ExportDecision,
+    decide_export,
+)
+from gateway.services.audit import AuditAction, AuditOutcome, record
+from gateway.services.bulk_export import ExportRequest, consents_of, study_terms
+from gateway.services.zones import Zone, ZoneDirectory
+from gateway.storage.exports import ExportSubject, StoredFile, StoredJob, StoredStudy
+
+log = logging.getLogger("gateway.export")
+
+CHUNK_BYTES: Final = 1 << 20
+PROGRESS_EVERY: Final = 5000
+
+
+class _Stopped(Exception):
+    """The job was cancelled (or expired) while running: stop writing."""
+
+
+class _FileWriter:
+    """One output file, written as CHUNK_BYTES chunks into the zone database; keeps only the
+    current chunk in memory and hashes as it goes."""
+
+    def __init__(self, zone: Zone, job_id: str, name: str, resource_type: str) -> None:
+        self._zone = zone
+        self._job = job_id
+        self.name = name
+        self.type = resource_type
+        self._buffer = bytearray()
+        self._hash = hashlib.sha256()
+        self._seq = 0
+        self.count = 0
+        self.bytes = 0
+
+    async def write(self, line: bytes) -> None:
+        self._buffer += line
+        self.count += 1
+        if len(self._buffer) >= CHUNK_BYTES:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._buffer:
+            return
+        content = bytes(self._buffer)
+        self._buffer.clear()
+        self._hash.update(content)
+        self.bytes += len(content)
+        await self._zone.db.exports.write_chunk(self._job, self.name, self._seq, content)
+        self._seq += 1
+
+    async def close(self, *, count_header: bool = False) -> StoredFile:
+        await self._flush()
+        stored = StoredFile(
+            name=self.name,
+            type=self.type,
+            sha256=self._hash.hexdigest(),
+            count=self.count - (1 if count_header else 0),
+            bytes=self.bytes,
+        )
+        await self._zone.db.exports.add_file(self._job, stored)
+        return stored
+
+
+CSV_COLUMNS: Final = (
+    "id", "patient", "status", "category", "code", "display", "effective_start", "effective_end",
+    "value", "comparator", "unit", "statistic",
+    "component_1_code", "component_1_value", "component_1_unit",
+    "component_2_code", "component_2_value", "component_2_unit", "device",
+)  # fmt: skip
+
+
+def _first_coding(concept: object) -> Mapping[str, object]:
+    if isinstance(concept, list):
+        concept = concept[0] if concept else None
+    if isinstance(concept, dict):
+        codings = concept.get("coding")
+        if isinstance(codings, list) and codings and isinstance(codings[0], dict):
+            return codings[0]
+    return {}
+
+
+def _quantity(value: object) -> tuple[object, object, object]:
+    if isinstance(value, dict):
+        return value.get("value", ""), value.get("comparator", ""), value.get("code", "")
+    return "", "", ""
+
+
+def csv_row(resource: Mapping[str, object]) -> list[object]:
+    """One de-identified Observation as a flat CSV row (`CSV_COLUMNS`). Only values from the
+    de-identified resource are used: the CSV can carry nothing the NDJSON does not."""
+    code = _first_coding(resource.get("code"))
+    period = resource.get("effectivePeriod")
+    start = resource.get("effectiveDateTime") or resource.get("effectiveInstant") or ""
+    end: object = ""
+    if isinstance(period, dict):
+        start, end = period.get("start", ""), period.get("end", "")
+    value, comparator, unit = _quantity(resource.get("valueQuantity"))
+    statistic = ""
+    for extension in resource.get("extension") or []:  # type: ignore[attr-defined]
+        statistic = extension.get("valueCode", "")
+    subject = resource.get("subject")
+    row: list[object] = [
+        resource.get("id", ""),
+        subject.get("reference", "").removeprefix("Patient/") if isinstance(subject, dict) else "",
+        resource.get("status", ""),
+        _first_coding(resource.get("category")).get("code", ""),
+        code.get("code", ""),
+        code.get("display", ""),
+        start,
+        end,
+        value,
+        comparator,
+        unit,
+        statistic,
+    ]
+    components = resource.get("component")
+    for index in range(2):
+        if isinstance(components, list) and index < len(components):
+            component = components[index]
+            c_value, _, c_unit = _quantity(component.get("valueQuantity"))
+            row += [_first_coding(component.get("code")).get("code", ""), c_value, c_unit]
+        else:
+            row += ["", "", ""]
+    device = resource.get("device")
+    row.append(
+        device.get("reference", "").removeprefix("Device/") if isinstance(device, dict) else ""
+    )
+    return row
+
+
+def _csv_line(row: Sequence[object]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(row)  # RFC 4180 line ends
+    return out.getvalue().encode()
+
+
+def _policy(study: StoredStudy) -> DeidPolicy:
+    return DeidPolicy(
+        date_shift_bound=timedelta(days=study.shift_days),
+        allowed_codes=frozenset(study.measures),
+        keep_weekday=study.keep_weekday,
+        timestamp_resolution=TimestampResolution(study.resolution),
+        k=study.k,
+    )
+
+
+@dataclass
+class _Member:
+    pseudonym: str
+    qi: QuasiIdentifiers
+    sex: Sex
+
+
+def _members(
+    zone: Zone, subjects: Sequence[ExportSubject], decision: ExportDecision, policy: DeidPolicy
+) -> tuple[dict[str, _Member], Counter[str]]:
+    """The study's members and their quasi-identifiers; counts of who is left out and why."""
+    members: dict[str, _Member] = {}
+    excluded: Counter[str] = Counter()
+    for subject in subjects:
+        if not subject.research_consent:
+            excluded["no-research-consent"] += 1
+            continue
+        if not decision.member(Consent(subject.research_consent, subject.cross_border_consent)):
+            excluded["no-cross-border-consent"] += 1
+            continue
+        identity = zone.vault.open(
+            subject.pseudonym,
+            SealedIdentity(subject.wrapped_key, subject.kek_version, subject.identity),
+        )
+        birth_text, sex_text = identity.get("birth_date"), identity.get("sex")
+        if not isinstance(birth_text, str) or sex_text not in tuple(Sex):
+            # No birth date, no age band: fail closed rather than release an unbanded person.
+            excluded["no-birth-date"] += 1
+            continue
+        sex = Sex(str(sex_text))
+        band = age_band(
+            date.fromisoformat(birth_text),
+            subject.enrolled_at.astimezone(UTC).date(),
+            policy.age_band_width,
+        )
+        members[subject.pseudonym] = _Member(
+            subject.pseudonym, QuasiIdentifiers(band, sex.value, subject.site), sex
+        )
+    return members, excluded
+
+
+@dataclass
+class _Run:
+    """One run of a job: what was decided before writing, and what has been written."""
+
+    job: StoredJob
+    study: StoredStudy
+    request: ExportRequest
+    policy: DeidPolicy
+    decision: ExportDecision
+    members: dict[str, _Member]
+    excluded: Counter[str]
+    kept: list[str]
+    study_ids: dict[str, str]
+    k_report: dict[str, object]
+    # (zone pseudonym, device pseudonym) -> study device id, for every device an exported
+    # Observation referenced (Device in the extract only).
+    device_ids: dict[tuple[str, str], str] = field(default_factory=dict)
+    resources: int = 0
+    left_out: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    dropped_extensions: Counter[str] = field(default_factory=Counter)
+    unknown_extensions: Counter[str] = field(default_factory=Counter)
+
+
+class ExportRunner:
+    """Runs one claimed job of one zone, start to finish."""
+
+    def __init__(self, zone: Zone, keyring: ZoneKeyRing, lease_seconds: float) -> None:
+        self._zone = zone
+        self._keyring = keyring
+        self._lease = lease_seconds
+
+    async def run(self, job: StoredJob) -> dict[str, int] | None:
+        """Run the job to its manifest: the resources released, by type; None when the policy
+        refused it at run time (the job is failed and the refusal audited). Raises `_Stopped`
+        when the job was cancelled or expired meanwhile."""
+        run = await self._prepare(job)
+        if run is None:
+            return None
+        await self._zone.db.exports.reset_files(job.id)
+        files: list[StoredFile] = []
+        csv_file: StoredFile | None = None
+        if "Patient" in run.request.types:
+            files.append(await self._write_patients(run))
+        if "Observation" in run.request.types:
+            ndjson, csv_file = await self._write_observations(run)
+            files.append(ndjson)
+        if "Device" in run.request.types:
+            files.append(await self._write_devices(run))
+        await self._release(run, files, csv_file)
+        return {f.type: f.count for f in files}
+
+    def _device_id(self, run: _Run, subject: str, device: str) -> str:
+        found = run.device_ids.get((subject, device))
+        if found is None:
+            found = run.device_ids[(subject, device)] = study_device_id(
+                self._keyring, run.study.id, run.study.recipient_org, subject, device
+            )
+        return found
+
+    async def _progress(self, run: _Run) -> None:
+        renewed = await self._zone.db.exports.renew(
+            run.job.id, f"{run.resources} resources", self._lease
+        )
+        if not renewed:
+            raise _Stopped
+
+    async def _prepare(self, job: StoredJob) -> _Run | None:
+        """Decide who is in the extract; None (job failed, refusal audited) when nobody may be."""
+        zone = self._zone
+        study = await zone.db.studies.get(job.study)
+        if study is None:
+            await zone.db.exports.fail(job.id, "the study no longer exists")
+            return None
+        request = ExportRequest.from_json(job.request)
+        policy = _policy(study)
+        subjects = await zone.db.exports.subjects()
+        # Consent is judged at export time (issue 5): re-decide; a withdrawal since kick-off wins.
+        decision = decide_export(
+            study_terms(study),
+            today=datetime.now(UTC).date(),
+            requested_codes=request.requested_codes,
+            consents=consents_of(subjects),
+        )
+        if decision.refusal is not None:
+            await record(
+                zone,
+                action=AuditAction.RELEASE,
+                actor=job.client,
+                subject=None,
+                outcome=AuditOutcome.REFUSED,
+                detail={
+                    "study": study.id,
+                    "job": job.id,
+                    "reason": decision.refusal.value,
+                    "policy_version": POLICY_VERSION,
+                },
+            )
+            await zone.db.exports.fail(job.id, decision.refusal.value)
+            return None
+        members, excluded = _members(zone, subjects, decision, policy)
+        # k-anonymity over the eligible subjects first: suppressed subjects' rows never leave.
+        gate = k_anonymity(
+            {s: m.qi for s, m in members.items()}, policy.k, generalise_site=policy.generalise_site
+        )
+        if gate.suppressed:
+            excluded["k-anonymity-suppressed"] += len(gate.suppressed)
+        kept = sorted(gate.kept)
+        for subject in kept:
+            members[subject].qi = gate.released[subject]
+        recipient = study.recipient_org
+        return _Run(
+            job=job,
+            study=study,
+            request=request,
+            policy=policy,
+            decision=decision,
+            members=members,
+            excluded=excluded,
+            kept=kept,
+            study_ids={s: study_pseudonym(self._keyring, study.id, recipient, s) for s in kept},
+            k_report={
+                "k": policy.k,
+                "eligible": len(members),
+                "kept": len(gate.kept),
+                "generalised": len(gate.generalised),
+                "suppressed": len(gate.suppressed),
+                "smallestGroup": min(gate.groups.values(), default=0),
+            },
+        )
+
+    async def _write_patients(self, run: _Run) -> StoredFile:
+        patients = (
+            deidentify_patient(
+                study_subject=run.study_ids[subject],
+                age_band=run.members[subject].qi.age_band,
+                sex=run.members[subject].sex,
+                site=run.members[subject].qi.site,
+            )
+            for subject in run.kept
+        )
+        return await self._write_file(run, "Patient", patients)
+
+    async def _write_devices(self, run: _Run) -> StoredFile:
+        """One Device per (subject, device): those the exported Observations reference, or,
+        in an extract without Observations, every device of the kept subjects."""
+        referenced = set(run.device_ids) if "Observation" in run.request.types else None
+        linked = await self._zone.db.exports.devices(run.kept)
+        devices = (
+            deidentify_device(
+                study_device=self._device_id(run, subject, device),
+                study_subject=run.study_ids[subject],
+                model=model,
+                table=run.policy.model_families,
+            )
+            for subject, device, model in linked
+            if referenced is None or (subject, device) in referenced
+        )
+        return await self._write_file(run, "Device", devices)
+
+    async def _write_file(
+        self, run: _Run, resource_type: str, resources: Iterable[dict[str, object]]
+    ) -> StoredFile:
+        """`<type>.ndjson` of `resources`, made one at a time (a generator stays lazy)."""
+        writer = _FileWriter(self._zone, run.job.id, f"{resource_type}.ndjson", resource_type)
+        for resource in resources:
+            await writer.write(orjson.dumps(resource, option=orjson.OPT_APPEND_NEWLINE))
+            run.resources += 1
+        stored = await writer.close()
+        await self._progress(run)
+        return stored
+
+    async def _write_observations(self, run: _Run) -> tuple[StoredFile, StoredFile]:
+        job, study, policy, request = run.job, run.study, run.policy, run.request
+        ndjson = _FileWriter(self._zone, job.id, "Observation.ndjson", "Observation")
+        table = _FileWriter(self._zone, job.id, "Observation.csv", "Observation")
+        await table.write(_csv_line(CSV_COLUMNS))
+        shifts: dict[str, timedelta] = {}
+        categories = request.categories
+        with_devices = "Device" in request.types
+
+        def resource_id(stored: str) -> str:
+            return study_resource_id(self._keyring, study.id, study.recipient_org, stored)
+
+        rows = self._zone.db.exports.observations(
+            run.kept,
+            codes=sorted(request.requested_codes or policy.allowed_codes),
+            categories=sorted(categories) if categories is not None else None,
+            since=request.since,
+            until=job.transaction_time,
+        )
+        async with contextlib.aclosing(rows):
+            async for subject, code, category, body in rows:
+                if not request.matches(code, category):
+                    continue
+                shift = shifts.get(subject)
+                if shift is None:
+                    # One offset per (study, subject), for every timestamp of the subject.
+                    shift = shifts[subject] = date_shift(
+                        self._keyring,
+                        study.id,
+                        subject,
+                        bound=policy.date_shift_bound,
+                        keep_weekday=policy.keep_weekday,
+                    )
+                try:
+                    resource, report = deidentify_observation(
+                        orjson.loads(body),
+                        study_subject=run.study_ids[subject],
+                        shift=shift,
+                        policy=policy,
+                        resource_id=resource_id,
+                        device_id=(
+                            functools.partial(self._device_id, run, subject)
+                            if with_devices
+                            else None
+                        ),
+                    )
+                except ResourceExcluded as excluded:
+                    run.left_out[excluded.reason.value] += 1
+                    continue
+                run.dropped.update(report.dropped_elements)
+                run.dropped_extensions.update(report.dropped_extensions)
+                run.unknown_extensions.update(report.unknown_extensions)
+                await ndjson.write(orjson.dumps(resource, option=orjson.OPT_APPEND_NEWLINE))
+                await table.write(_csv_line(csv_row(resource)))
+                run.resources += 1
+                if run.resources % PROGRESS_EVERY == 0:
+                    await self._progress(run)
+        return await ndjson.close(), await table.close(count_header=True)
+
+    async def _release(
+        self, run: _Run, files: list[StoredFile], csv_file: StoredFile | None
+    ) -> None:
+        zone, job, study = self._zone, run.job, run.study
+        released = [*files, *([csv_file] if csv_file else [])]
+        excluded_subjects = dict(sorted(run.excluded.items()))
+        excluded_resources = dict(sorted(run.left_out.items()))
+        # The release is audited (file hashes, counts, k result, policy version) before the job
+        # is marked done: no manifest, and so no file URL, exists before this commit.
+        await record(
+            zone,
+            action=AuditAction.RELEASE,
+            actor=job.client,
+            subject=None,
+            outcome=AuditOutcome.SUCCESS,
+            detail={
+                "study": study.id,
+                "job": job.id,
+                "policy_version": POLICY_VERSION,
+                "cross_border": run.decision.cross_border,
+                "recipient_country": study.recipient_country,
+                "date_shift_key_version": date_shift_version(self._keyring),
+                "files": [
+                    {"name": f.name, "sha256": f.sha256, "count": f.count, "bytes": f.bytes}
+                    for f in released
+                ],
+                "k_anonymity": run.k_report,
+                "excluded_subjects": excluded_subjects,
+                "excluded_resources": excluded_resources,
+            },
+        )
+        manifest = {
+            "transactionTime": job.transaction_time.astimezone(UTC).isoformat(),
+            "request": run.request.url,
+            "requiresAccessToken": True,
+            "output": [{"type": f.type, "name": f.name, "count": f.count} for f in files],
+            "error": [],
+            # Bulk Data 2.0 reserves `extension` in the manifest for server-specific content.
+            "extension": {
+                "policyVersion": POLICY_VERSION,
+                "study": study.id,
+                "kAnonymity": run.k_report,
+                "excludedSubjects": excluded_subjects,
+                "excludedResources": excluded_resources,
+                "deidentification": {
+                    "droppedElements": dict(sorted(run.dropped.items())),
+                    "droppedExtensions": dict(sorted(run.dropped_extensions.items())),
+                    "unknownExtensions": dict(sorted(run.unknown_extensions.items())),
+                },
+                "files": [{"name": f.name, "sha256": f.sha256} for f in released],
+                "csv": (
+                    [{"type": "Observation", "name": csv_file.name, "count": csv_file.count}]
+                    if csv_file
+                    else []
+                ),
+            },
+        }
+        if not await zone.db.exports.finish(job.id, orjson.dumps(manifest)):
+            raise _Stopped  # cancelled (or expired) while the release was being written
+        event(
+            log,
+            "export.completed",
+            zone=zone.name,
+            study=study.id,
+            job=job.id,
+            resources=run.resources,
+            suppressed=run.k_report["suppressed"],
+        )
+
+
+class JobOutcome(StrEnum):
+    """How a run of an export job ended (the `outcome` of `gateway_export_jobs_total`)."""
+
+    COMPLETED = "completed"  # manifest served
+    REFUSED = "refused"  # the policy refused it at run time (e.g. consent withdrawn)
+    CANCELLED = "cancelled"  # deleted or expired while running
+    FAILED = "failed"  # an error: the job is failed with "internal error"
+    REQUEUED = "requeued"  # the process stopped: handed back for the next one
+
+
+# (zone, outcome, resources released by type) once per run of a job; the composition root turns
+# it into metrics, so this module needs no metrics library.
+JobObserver = Callable[[str, JobOutcome, Mapping[str, int]], None]
+
+
+class ExportWorkers:
+    """One background task per served zone (started and stopped by the app's cleanup context).
+    A job runs in the process serving its zone, on that zone's database and keys only."""
+
+    def __init__(
+        self,
+        zones: ZoneDirectory,
+        keyrings: Mapping[str, ZoneKeyRing],
+        *,
+        lease_seconds: float = 60.0,
+        idle_seconds: float = 5.0,
+        on_job_end: JobObserver | None = None,
+    ) -> None:
+        self._zones = zones
+        self._keyrings = keyrings
+        self._lease = lease_seconds
+        self._idle = idle_seconds
+        self._on_job_end = on_job_end
+        self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in zones}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        for name, zone in self._zones.items():
+            runner = ExportRunner(zone, self._keyrings[name], self._lease)
+            self._tasks.append(
+                asyncio.create_task(self._loop(zone, runner), name=f"export-worker-{name}")
+            )
+
+    def wake(self, zone: str) -> None:
+        if zone in self._wake:
+            self._wake[zone].set()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def _loop(self, zone: Zone, runner: ExportRunner) -> None:
+        wake = self._wake[zone.name]
+        while True:
+            try:
+                await zone.db.exports.delete_expired(datetime.now(UTC))
+                job = await zone.db.exports.claim(self._lease)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                event(log, "export.claim_failed", logging.WARNING, zone=zone.name, exc_info=True)
+                job = None
+            if job is None:
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self._idle)
+                continue
+            await self._run(zone, runner, job)
+
+    async def _run(self, zone: Zone, runner: ExportRunner, job: StoredJob) -> None:
+        event(log, "export.started", zone=zone.name, study=job.study, job=job.id)
+        try:
+            released = await runner.run(job)
+        except asyncio.CancelledError:
+            # Shutting down: hand the job back so the next start (or another process) resumes it.
+            self._ended(zone, JobOutcome.REQUEUED)
+            await asyncio.shield(zone.db.exports.requeue(job.id))
+            raise
+        except _Stopped:
+            event(log, "export.stopped", zone=zone.name, job=job.id)
+            self._ended(zone, JobOutcome.CANCELLED)
+        except Exception:
+            # Exception messages may quote data: only the type is logged (gateway.logs).
+            event(log, "export.failed", logging.ERROR, zone=zone.name, job=job.id, exc_info=True)
+            self._ended(zone, JobOutcome.FAILED)
+            with contextlib.suppress(Exception):
+                await zone.db.exports.fail(job.id, "internal error")
+        else:
+            if released is None:
+                self._ended(zone, JobOutcome.REFUSED)
+            else:
+                self._ended(zone, JobOutcome.COMPLETED, released)
+
+    def _ended(
+        self, zone: Zone, outcome: JobOutcome, released: Mapping[str, int] | None = None
+    ) -> None:
+        if self._on_job_end is not None:
+            self._on_job_end(zone.name, outcome, released or {})
