@@ -36,6 +36,7 @@ from gateway.deid.study import DeidPolicy
 from gateway.deid.timestamps import NotShiftable, shift_timestamp
 from gateway.fhir.observation import OFFSET_ASSUMED_URL, STATISTIC_URL
 from gateway.privacy.deid_keys import STUDY_PSEUDONYM_PATTERN, STUDY_RESOURCE_ID_PATTERN
+from gateway.privacy.pseudonyms import DEVICE_PSEUDONYM_PATTERN
 
 LOINC: Final = "http://loinc.org"
 
@@ -62,8 +63,6 @@ _DROPPED_GATEWAY_EXTENSIONS: Final = frozenset({OFFSET_ASSUMED_URL})
 
 # FHIR R4 §2.24.0.1 "id".
 _FHIR_ID: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-# A zone device pseudonym, as stored in Observation.device (gateway.privacy.pseudonyms).
-_DEVICE_PSEUDONYM: Final = re.compile(r"d[1-9][0-9]{0,8}-[a-z2-7]{32}")
 
 _EFFECTIVE_INSTANTS: Final = ("effectiveDateTime", "effectiveInstant")
 _KEPT: Final = frozenset(
@@ -297,7 +296,7 @@ class _Cleaner:
                 self.drop(f"device.{name}", fields[name])
         reference = fields.get("reference")
         stored = reference.removeprefix("Device/") if isinstance(reference, str) else ""
-        if not _DEVICE_PSEUDONYM.fullmatch(stored):
+        if not DEVICE_PSEUDONYM_PATTERN.fullmatch(stored):
             self._dropped["device"] += 1
             return
         new_id = device_id(stored)

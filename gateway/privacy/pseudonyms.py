@@ -18,7 +18,9 @@ from gateway.privacy.keys import KeyPurpose, ZoneKeyRing
 # 160 bits: collisions stay negligible (birthday bound ~2^80) and the base32 text needs no
 # padding (RFC 4648 §6), 32 characters exactly.
 _DIGEST_BYTES: Final = 20
-_PSEUDONYM_PATTERN: Final = re.compile(r"[sdbo]([1-9][0-9]{0,8})-[a-z2-7]{32}")
+_PSEUDONYM_BODY: Final = r"([1-9][0-9]{0,8})-[a-z2-7]{32}"  # key version, base32 digest
+_PSEUDONYM_PATTERN: Final = re.compile(r"[sdbo]" + _PSEUDONYM_BODY)
+DEVICE_PSEUDONYM_PATTERN: Final = re.compile("d" + _PSEUDONYM_BODY)
 
 # Domain labels keep values of different functions apart even if a key were ever shared.
 # /2: made from a random enrolment id, no longer from the first identifier (issue 6), so a

@@ -112,7 +112,6 @@ async def rewrap_data_keys(
 
 @dataclass(frozen=True, slots=True)
 class Retirement:
-    version: int
     still_wrapped: int  # data keys under the version: when not 0, nothing was retired
     ring: ZoneKeyRing | None  # the ring without the version, when it was retired
     was_in_ring: bool  # False: retired before (this run only made sure no copy is left)
@@ -146,7 +145,7 @@ async def retire_kek_version(
     held, ring = await zone.db.subjects.unless_wrapped_under(
         version, lambda: provider.retire(zone.name, KeyPurpose.KEK, version)
     )
-    result = Retirement(version, still_wrapped=held, ring=ring, was_in_ring=was_in_ring)
+    result = Retirement(still_wrapped=held, ring=ring, was_in_ring=was_in_ring)
     if ring is not None:
         await _key_event(
             zone,
