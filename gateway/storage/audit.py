@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-import asyncpg
+from gateway.storage.pool import ZonePool
 
 # pg_advisory_xact_lock key for appends (any fixed value; advisory locks are per database, so per
 # zone). Held until commit: the next append reads the row this one wrote.
@@ -68,7 +68,7 @@ _SELECT_ALL: Final = """
 
 
 class AuditStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: ZonePool) -> None:
         self._pool = pool
 
     async def append(self, draft: AuditDraft, seal: Callable[[ChainLink], bytes]) -> int:
@@ -114,7 +114,7 @@ class AuditStore:
         """Every record in seq order, from one snapshot, through a server-side cursor. Close the
         iterator (`contextlib.aclosing`) when stopping early, to release its connection."""
         async with (
-            self._pool.acquire() as conn,
+            self._pool.stream() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             async for row in conn.cursor(_SELECT_ALL, prefetch=_STREAM_PREFETCH):

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-import asyncpg
+from gateway.storage.pool import ZonePool
 
 CredentialKind = Literal["vendor", "clinic"]
 
@@ -20,7 +20,7 @@ class StoredCredential:
 
 
 class CredentialStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: ZonePool) -> None:
         self._pool = pool
 
     async def add(self, key_id: str, kind: CredentialKind, owner: str, secret_hash: bytes) -> None:

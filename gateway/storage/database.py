@@ -20,6 +20,7 @@ from gateway.storage.dead_letters import DeadLetterStore
 from gateway.storage.exports import ExportJobStore, StudyStore
 from gateway.storage.notifications import NotificationStore
 from gateway.storage.observations import ObservationStore
+from gateway.storage.pool import ZonePool
 from gateway.storage.residency import ResidencyStore
 from gateway.storage.search import DeviceStore, FhirSearchStore
 from gateway.storage.smart import SmartClientStore
@@ -87,7 +88,7 @@ class ZoneDatabase:
     def __init__(
         self,
         zone: str,
-        pool: asyncpg.Pool,
+        pool: ZonePool,
         max_size: int,
         writer_settings: WriterSettings | None = None,
         on_batch: BatchObserver | None = None,
@@ -104,6 +105,7 @@ class ZoneDatabase:
             zone=zone,
             is_unavailable=is_unavailable,
             on_batch=on_batch,
+            timeout_seconds=pool.timeout,
         )
         self.credentials = CredentialStore(pool)
         self.dead_letters = DeadLetterStore(pool)
@@ -130,7 +132,7 @@ class ZoneDatabase:
         on_batch: BatchObserver | None = None,
     ) -> ZoneDatabase:
         try:
-            pool = await asyncpg.create_pool(
+            raw = await asyncpg.create_pool(
                 dsn,
                 min_size=min_size,
                 max_size=max_size,
@@ -143,6 +145,8 @@ class ZoneDatabase:
             )
         except UNAVAILABLE_ERRORS as exc:
             raise ZoneUnavailable(f"zone {zone}: database did not answer") from exc
+        # Every later use of the pool is one operation with one deadline (storage/pool.py).
+        pool = ZonePool(raw, command_timeout)
         database = cls(zone, pool, max_size, writer_settings, on_batch)
         if check_schema:
             try:
@@ -159,9 +163,11 @@ class ZoneDatabase:
         await self.writer.stop()
         await self._pool.close()
 
-    async def ping(self, limit_seconds: float = 2.0) -> bool:
+    async def ping(self, limit_seconds: float) -> bool:
+        """Whether the database answers `SELECT 1` within `limit_seconds`, everything included
+        (a free connection, or a new one, and handing it back)."""
         try:
-            async with asyncio.timeout(limit_seconds):
+            async with self._pool.operation(limit_seconds):
                 await self._pool.fetchval("SELECT 1")
         except Exception as exc:
             if is_unavailable(exc):

@@ -2,13 +2,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import asyncpg
-
 from gateway.models import DeadLetter
+from gateway.storage.pool import ZonePool
 
 
 class DeadLetterStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: ZonePool) -> None:
         self._pool = pool
 
     async def add_many(self, letters: Sequence[DeadLetter]) -> None:

@@ -10,6 +10,8 @@ from typing import Final
 
 import asyncpg
 
+from gateway.storage.pool import ZonePool
+
 # Rows per round trip of the export's server-side cursor: bounded memory at any table size.
 _PREFETCH: Final = 1000
 
@@ -95,7 +97,7 @@ def _job(row: asyncpg.Record) -> StoredJob:
 
 
 class StudyStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: ZonePool) -> None:
         self._pool = pool
 
     async def add(self, study: StoredStudy) -> None:
@@ -135,7 +137,7 @@ class StudyStore:
 class ExportJobStore:
     """Export jobs, their files, and the streaming reads a job makes."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: ZonePool) -> None:
         self._pool = pool
 
     # --- jobs -----------------------------------------------------------------------------
@@ -379,7 +381,7 @@ class ExportJobStore:
         REPEATABLE READ transaction: one consistent snapshot, `_PREFETCH` rows in memory at a
         time."""
         async with (
-            self._pool.acquire() as conn,
+            self._pool.stream() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             cursor = conn.cursor(

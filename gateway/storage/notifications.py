@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import asyncpg
+from gateway.storage.pool import ZonePool
 
 
 class NotificationStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: ZonePool) -> None:
         self._pool = pool
 
     async def add_withings(

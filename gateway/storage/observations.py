@@ -3,9 +3,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-import asyncpg
-
 from gateway.models import ObservationRow, Outcome
+from gateway.storage.pool import ZonePool
 
 # Serialises partition creation across gateway processes (an arbitrary, fixed lock id).
 _PARTITION_LOCK_ID = 0x5747_0002
@@ -123,7 +122,7 @@ def partition_name(month: datetime) -> str:
 
 
 class ObservationStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: ZonePool) -> None:
         self._pool = pool
         self._known_partitions: set[datetime] = set()
 

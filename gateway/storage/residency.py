@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-import asyncpg
-
+from gateway.storage.pool import ZonePool
 from gateway.storage.subjects import SUBJECT_TABLES
 
 
@@ -33,7 +32,7 @@ _SUBJECT_ROWS: Final = tuple(entry for entry in SUBJECT_TABLES if entry[0] != "s
 
 
 class ResidencyStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: ZonePool) -> None:
         self._pool = pool
 
     async def counts(self, since: datetime) -> ResidencyCounts:

@@ -20,6 +20,7 @@ import orjson
 from gateway.fhir.dates import DateCondition, Prefix
 from gateway.fhir.observation import IDENTIFIER_SYSTEM, OBSERVATION_CATEGORY, UCUM
 from gateway.fhir.search import Clause, Quantity, SearchRequest, Token, Value
+from gateway.storage.pool import ZonePool
 
 LOINC: Final = "http://loinc.org"
 DEVICE_IDENTIFIER_SYSTEM: Final = "urn:wearable-gateway:device"
@@ -198,7 +199,7 @@ def _observation(row: asyncpg.Record, sort_value: datetime | None = None) -> Sto
 
 
 class FhirSearchStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: ZonePool) -> None:
         self._pool = pool
 
     # ------------------------------------------------------------------------ Observation
@@ -415,7 +416,7 @@ class DeviceStore:
 
     _REMEMBERED: Final = 100_000
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: ZonePool) -> None:
         self._pool = pool
         self._recorded: dict[tuple[str, str], None] = {}
 

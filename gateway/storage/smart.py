@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-import asyncpg
 import orjson
+
+from gateway.storage.pool import ZonePool
 
 ClientRole = Literal["clinic", "researcher"]
 
@@ -37,7 +38,7 @@ class StoredAccessToken:
 
 
 class SmartClientStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: ZonePool) -> None:
         self._pool = pool
 
     async def add(

@@ -8,6 +8,7 @@ from typing import Final, TypeVar
 import asyncpg
 
 from gateway.errors import AlreadyEnrolled, TableBusy
+from gateway.storage.pool import ZonePool
 
 T = TypeVar("T")
 
@@ -43,7 +44,7 @@ class StoredSubject:
 
 
 class SubjectStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: ZonePool) -> None:
         self._pool = pool
 
     async def insert(self, subject: StoredSubject, blind_indexes: Sequence[str]) -> None:

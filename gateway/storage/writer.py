@@ -17,6 +17,12 @@ bad row; then each request's rows are retried on their own so one request cannot
 
 Backpressure: at most `max_queued_rows` wait; past that `write` raises `Overloaded` (503 with
 Retry-After) at once instead of letting memory grow.
+
+Deadline: with `timeout_seconds` (the zone's `db_timeout_seconds`), a request's `write` is one
+database operation (storage/pool.py): waiting in the queue, for a free batch slot and for its
+batch to commit all draw from one deadline, and at it the request gets `TimeoutError` (503) while
+its rows, if still queued, leave the queue. Each batch is an operation of its own, so a batch stuck
+on a silent database gives its slot back within the same bound.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from gateway.errors import ZoneUnavailable
 from gateway.logs import event
 from gateway.models import ObservationRow, Outcome
 from gateway.storage.observations import ObservationStore
+from gateway.storage.pool import within
 
 log = logging.getLogger("gateway.storage.writer")
 
@@ -52,7 +59,7 @@ class WriterSettings:
     concurrent_batches: int = 2
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared by identity: `deque.remove` of one request
 class _Pending:
     rows: Sequence[ObservationRow]
     done: asyncio.Future[list[Outcome]]
@@ -70,8 +77,10 @@ class GroupCommitWriter:
         zone: str = "",
         is_unavailable: Callable[[BaseException], bool],
         on_batch: BatchObserver | None = None,
+        timeout_seconds: float | None = None,
     ) -> None:
         self._store = store
+        self._timeout = timeout_seconds
         self._zone = zone
         self._settings = settings or WriterSettings()
         self._is_unavailable = is_unavailable
@@ -112,9 +121,25 @@ class GroupCommitWriter:
         self._queue.append(pending)
         self._queued_rows += len(rows)
         self._wake.set()
-        # Shielded: a client that goes away must not cancel the write others share; the rows
-        # are stored anyway (ingest is idempotent, so a retry is answered `duplicate`).
-        return await asyncio.shield(pending.done)
+        # Shielded: a client that goes away (or a deadline) must not cancel the write others
+        # share; rows already in a batch are stored anyway (ingest is idempotent, so a retry is
+        # answered `duplicate`).
+        if self._timeout is None:
+            return await asyncio.shield(pending.done)
+        try:
+            async with within(self._timeout):
+                return await asyncio.shield(pending.done)
+        except BaseException:
+            self._withdraw(pending)
+            raise
+
+    def _withdraw(self, pending: _Pending) -> None:
+        """Take a request nobody waits for any more out of the queue, if no batch has it yet."""
+        try:
+            self._queue.remove(pending)
+        except ValueError:
+            return
+        self._queued_rows -= len(pending.rows)
 
     async def _run(self) -> None:
         try:
@@ -175,7 +200,7 @@ class GroupCommitWriter:
             if self._on_batch is not None:
                 self._on_batch(len(rows))
             try:
-                outcomes = await self._store.insert_many(rows)
+                outcomes = await self._insert(rows)
             except Exception as exc:
                 if self._is_unavailable(exc) or len(batch) == 1:
                     for pending in batch:
@@ -185,7 +210,7 @@ class GroupCommitWriter:
                 event(log, "group_commit.batch_split", logging.WARNING, requests=len(batch))
                 for pending in batch:
                     try:
-                        _settle(pending, outcomes=await self._store.insert_many(pending.rows))
+                        _settle(pending, outcomes=await self._insert(pending.rows))
                     except Exception as single:
                         _settle(pending, error=single)
                 return
@@ -196,6 +221,13 @@ class GroupCommitWriter:
                 start = end
         finally:
             self._slots.release()
+
+    async def _insert(self, rows: Sequence[ObservationRow]) -> list[Outcome]:
+        """One batch statement set (partitions, insert, versions) as one bounded operation."""
+        if self._timeout is None:
+            return await self._store.insert_many(rows)
+        async with within(self._timeout):
+            return await self._store.insert_many(rows)
 
 
 def _settle(

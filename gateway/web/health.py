@@ -5,8 +5,14 @@ import asyncio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.web.keys import METRICS, ZONES
+from gateway.web.keys import METRICS, SETTINGS, ZONES
 from gateway.web.responses import json_response
+
+# How long /readyz waits for a zone's database, everything included (a connection, `SELECT 1`,
+# handing it back); all zones are probed at once, so /readyz answers within this (or within
+# `db_timeout_seconds` if that is shorter) whatever the databases do. Kubernetes' default probe
+# timeout is 1 s.
+READINESS_PROBE_SECONDS = 1.0
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -15,7 +21,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     zones = request.app[ZONES]
-    answers = await asyncio.gather(*(zone.db.ping() for zone in zones.values()))
+    limit = min(READINESS_PROBE_SECONDS, request.app[SETTINGS].db_timeout_seconds)
+    answers = await asyncio.gather(*(zone.db.ping(limit) for zone in zones.values()))
     states = {
         name: "ready" if ok else "unavailable" for name, ok in zip(zones, answers, strict=True)
     }

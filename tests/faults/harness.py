@@ -493,3 +493,122 @@ def start_postgres(server: Any) -> None:
         user=server.system_user,
         timeout=40,
     )
+
+
+# --- a database that accepts TCP but never answers ---------------------------------------------
+
+
+class SilentProxy:
+    """A loopback TCP proxy in front of a real PostgreSQL that can stop answering: once
+    `silence()`d it still accepts connections and reads what clients send, but forwards nothing,
+    either way (a hung database host, a network dropping packets). `resume()` forwards what was
+    held, in order, and everything after it. `async with` closes every connection on the way out.
+    """
+
+    def __init__(self, upstream_dsn: str) -> None:
+        parts = urlsplit(upstream_dsn)
+        self._upstream = (parts.hostname or "127.0.0.1", parts.port or 5432)
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pumps: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        # Connections that sent the server something it has not answered yet.
+        self._awaiting_reply: set[int] = set()
+        self.port = 0
+
+    async def __aenter__(self) -> SilentProxy:
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        # The pumps, not the connection tasks: asyncio logs a cancelled connection callback.
+        for pump in self._pumps:
+            pump.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    def dsn(self, dsn: str) -> str:
+        """`dsn` (a database on the upstream server) reached through the proxy."""
+        parts = urlsplit(dsn)
+        netloc = (
+            f"{parts.username}@127.0.0.1:{self.port}"
+            if parts.username
+            else f"127.0.0.1:{self.port}"
+        )
+        return parts._replace(netloc=netloc).geturl()
+
+    def silence(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
+    async def silence_mid_statement(self) -> None:
+        """Silence the proxy at a moment when some client waits for the server's reply, so the
+        silence strikes work already in flight."""
+
+        async def in_flight() -> bool:
+            return bool(self._awaiting_reply)
+
+        await wait_for("a statement in flight", in_flight, timeout=10, interval=0.001)
+        self.silence()
+
+    async def _connection(
+        self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._writers.add(client_w)
+        try:
+            server_r, server_w = await asyncio.open_connection(*self._upstream)
+        except OSError:
+            client_w.close()
+            self._tasks.discard(task)
+            return
+        self._writers.add(server_w)
+        key = id(client_w)
+        pumps = [
+            asyncio.create_task(
+                self._pump(client_r, server_w, lambda: self._awaiting_reply.add(key))
+            ),
+            asyncio.create_task(
+                self._pump(server_r, client_w, lambda: self._awaiting_reply.discard(key))
+            ),
+        ]
+        self._pumps.update(pumps)
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pump in pumps:
+                pump.cancel()
+                self._pumps.discard(pump)
+            await asyncio.gather(*pumps, return_exceptions=True)
+            for writer in (client_w, server_w):
+                writer.close()
+                self._writers.discard(writer)
+            self._awaiting_reply.discard(key)
+            self._tasks.discard(task)
+
+    async def _pump(
+        self,
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+        forwarded: Callable[[], None],
+    ) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                data = await source.read(65536)
+                await self._flowing.wait()  # silent: what was read is held, nothing answers
+                if not data:
+                    return
+                sink.write(data)
+                forwarded()
+                await sink.drain()
