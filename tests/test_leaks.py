@@ -3,7 +3,9 @@ zone database, not in logs, not in metrics, not in error messages."""
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -85,19 +87,130 @@ async def test_no_canary_appears_in_databases_logs_metrics_or_responses(
     places = {"metrics": metrics, "logs": logs, "responses": "\n".join(responses), **dumps}
     for where, text in places.items():
         for what, canary in CANARIES.items():
-            scanned = text
-            if what in DEVICE_DESCRIPTION and where in dumps:
-                # Issue 4: a device's model and manufacturer (not a person's identifiers) are
-                # kept for FHIR Device resources, in table `devices` and nowhere else.
-                scanned = _without_table(text, "devices")
-            assert canary not in scanned, f"{what} canary found in {where}"
-    assert CANARIES["model"] in dumps["cn"], "the devices table scan would prove nothing"
+            # Issue 11: a device's model and manufacturer are kept only as values of a closed
+            # table (gateway.devices), so their canaries are nowhere either, `devices` included.
+            assert canary not in text, f"{what} canary found in {where}"
+    assert "other" in _table(dumps["cn"], "devices"), "the devices table scan would prove nothing"
 
 
-DEVICE_DESCRIPTION = frozenset({"model", "maker"})
+def _table(dump: str, table: str) -> str:
+    """The section of one table in `dump_database` text."""
+    return next(part for part in dump.split("-- ") if part.startswith(f"{table}\n"))
 
 
-def _without_table(dump: str, table: str) -> str:
-    """`dump_database` text without the section of one table."""
-    sections = dump.split("-- ")
-    return "-- ".join(part for part in sections if not part.startswith(f"{table}\n"))
+# --- issue 11: the free text of every adapter's device description ---------------------------
+
+# Keys whose string value describes or names a device wherever they occur (Withings `model` and
+# `deviceid` sit on the measure group, not in a device object).
+_DEVICE_KEYS = frozenset(
+    {
+        "model", "manufacturer", "modelNumber", "deviceid", "hash_deviceid", "source_name",
+        "datasheet_reference", "packageName", "hardwareVersion", "softwareVersion",
+        "firmwareVersion",
+    }
+)  # fmt: skip
+# Objects all of whose strings are the device's free text (FHIR Device resources too).
+_DEVICE_OBJECTS = frozenset(
+    {"device", "deviceName", "acquisition_provenance", "external_datasheets", "dataOrigin"}
+)
+# Structure inside those objects, which the adapters need to find the device at all.
+_STRUCTURE = frozenset(
+    {"resourceType", "id", "reference", "system", "type", "datasheet_type", "modality", "code"}
+)
+DEVICE_CANARY = "CANARY-DEVICE-"
+
+
+def _plant(node: Any, counter: list[int], inside: bool = False) -> Any:
+    """`node` with a distinct canary in every free-text device field."""
+    if isinstance(node, dict):
+        inside = inside or node.get("resourceType") == "Device"
+        planted = {}
+        for key, value in node.items():
+            if isinstance(value, str) and key not in _STRUCTURE and (inside or key in _DEVICE_KEYS):
+                counter[0] += 1
+                planted[key] = f"{DEVICE_CANARY}{counter[0]:03d}"
+            else:
+                planted[key] = _plant(value, counter, inside or key in _DEVICE_OBJECTS)
+        return planted
+    if isinstance(node, list):
+        return [_plant(item, counter, inside) for item in node]
+    return node
+
+
+def _payloads() -> dict[str, tuple[str, str, list[dict[str, str]], Any]]:
+    """adapter -> (zone, format, extra identifiers to enrol, fixture payload)."""
+    from gateway.adapters.withings.parse import WITHINGS_USER_SYSTEM
+    from tests.adapters.fhir.test_fhir_ingest import MR, phd_bundle
+    from tests.adapters.healthkit.test_ingest_healthkit import FIXTURES as HEALTHKIT
+    from tests.adapters.healthkit.test_ingest_healthkit import PARTICIPANT
+    from tests.adapters.omh.samples import SUBJECT, data_point
+    from tests.adapters.withings.test_withings_ingest_api import SAMPLES, USERID, envelope
+
+    omh = data_point("heart-rate/2.0/with-descriptive-statistic.json", "Pass")
+    ieee = data_point("body-weight/3.0/body-weight-only.json", "Pass")
+    ieee["header"] = {
+        "uuid": "aaaa1234-1a2b-3c4d-5e6f-000000000001",
+        "schema_id": ieee["header"]["schema_id"],
+        "modality": "sensed",
+        "external_datasheets": [
+            {"datasheet_type": "manufacturer", "datasheet_reference": "Acme"},
+        ],
+        "user_id": ieee["header"]["user_id"],
+    }
+    from tests.adapters.healthconnect.test_healthconnect_ingest import body_of
+
+    return {
+        "native": ("cn", "native", [], None),
+        "withings": (
+            "eu",
+            "withings",
+            [{"system": WITHINGS_USER_SYSTEM, "value": USERID}],
+            envelope(SAMPLES["aiowithings-measurement-list"]),
+        ),
+        "omh": ("cn", "omh", [SUBJECT], [omh, ieee]),
+        "healthkit": (
+            "cn",
+            "healthkit",
+            [PARTICIPANT],
+            json.loads((HEALTHKIT / "bridge-samples.json").read_text()),
+        ),
+        "healthconnect": ("cn", "healthconnect", [], body_of("plain_records.json")),
+        "fhir": ("cn", "fhir", [MR], phd_bundle()),
+    }
+
+
+@pytest.mark.parametrize(
+    "adapter", ["native", "withings", "omh", "healthkit", "healthconnect", "fhir"]
+)
+async def test_no_device_text_of_any_adapter_reaches_a_zone_database(
+    gateway: Gateway, zone_dsns: dict[str, str], adapter: str
+) -> None:
+    zone, fmt, extra, payload = _payloads()[adapter]
+    mrn = "MRN-HC-1" if adapter == "healthconnect" else "MRN-DEVICES-1"
+    await gateway.enrol(zone, mrn, extra=extra)
+    if payload is None:
+        system = "urn:oid:1.2.156.999.1"
+        payload = {
+            "readings": [
+                {
+                    **reading(mrn, system=system),
+                    "device": {"id": "x", "model": "m", "manufacturer": "y"},
+                }
+            ]
+        }
+    planted = _plant(payload, [0])
+    assert DEVICE_CANARY in json.dumps(planted), "no device field was planted: proves nothing"
+
+    response = await gateway.client.post(
+        f"/v1/ingest/{fmt}", json=planted, headers=gateway.auth(gateway.vendor[zone])
+    )
+    body = await response.json()
+
+    outcomes = [r["outcome"] for r in body["results"]]
+    assert "created" in outcomes, f"{adapter}: nothing stored, the scan would prove nothing"
+    dumps = {where: await dump_database(dsn) for where, dsn in zone_dsns.items()}
+    for where, text in dumps.items():
+        assert DEVICE_CANARY not in text, f"{adapter}: device canary found in the {where} dump"
+    assert "other" in _table(dumps[zone], "devices"), (
+        f"{adapter}: no device description reached the devices table"
+    )

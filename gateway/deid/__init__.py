@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from gateway.deid.age import age_band
 from gateway.deid.device import deidentify_device
-from gateway.deid.devices import MODEL_FAMILIES, ModelFamilies, model_family
 from gateway.deid.kanon import ANY_SITE, KResult, QuasiIdentifiers, k_anonymity
 from gateway.deid.observation import deidentify_observation
 from gateway.deid.patient import AGE_BAND_URL, SITE_URL, deidentify_patient
 from gateway.deid.report import DeidReport, ExclusionReason, ResourceExcluded
 from gateway.deid.study import DeidPolicy, TimestampResolution
+from gateway.devices import MODEL_FAMILIES, Vocabulary, model_family
 
 __all__ = [
     "AGE_BAND_URL",
@@ -28,10 +28,10 @@ __all__ = [
     "DeidReport",
     "ExclusionReason",
     "KResult",
-    "ModelFamilies",
     "QuasiIdentifiers",
     "ResourceExcluded",
     "TimestampResolution",
+    "Vocabulary",
     "age_band",
     "deidentify_device",
     "deidentify_observation",

@@ -1,11 +1,11 @@
 """The Device a research extract releases: one per (subject, device), with the study's id for it,
-the subject's study pseudonym and the model family (gateway.deid.devices). No serial, vendor
+the subject's study pseudonym and the model family (gateway.devices). No serial, vendor
 device id, model, manufacturer, name or version ever reaches it: they are not inputs."""
 
 from __future__ import annotations
 
-from gateway.deid.devices import MODEL_FAMILIES, ModelFamilies, model_family
 from gateway.deid.observation import PSEUDONYMISED_LABEL
+from gateway.devices import MODEL_FAMILIES, Vocabulary, model_family
 from gateway.privacy.deid_keys import STUDY_PSEUDONYM_PATTERN, STUDY_RESOURCE_ID_PATTERN
 
 
@@ -14,7 +14,7 @@ def deidentify_device(
     study_device: str,
     study_subject: str,
     model: str | None,
-    table: ModelFamilies = MODEL_FAMILIES,
+    table: Vocabulary = MODEL_FAMILIES,
 ) -> dict[str, object]:
     """The extract's Device: `study_device` from `study_device_id`, the model family as
     `type.text` (no standard code system names these families)."""

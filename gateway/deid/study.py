@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from gateway.deid.devices import MODEL_FAMILIES, ModelFamilies
+from gateway.devices import MODEL_FAMILIES, Vocabulary
 
 _DAY = timedelta(days=1)
 _WEEK = timedelta(weeks=1)
@@ -55,7 +55,7 @@ class DeidPolicy:
     k: int = 5
     age_band_width: int = 5
     generalise_site: bool = True
-    model_families: ModelFamilies = field(default=MODEL_FAMILIES)
+    model_families: Vocabulary = field(default=MODEL_FAMILIES)
 
     def __post_init__(self) -> None:
         unit = self.shift_unit

@@ -4,6 +4,7 @@ import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
+from gateway.devices import describe
 from gateway.measures.table import MAX_RATE_PER_MINUTE, MEASURES
 from gateway.models import (
     CandidateReading,
@@ -62,7 +63,9 @@ def normalise(
 
     return Reading(
         subject=candidate.subject,
-        device=candidate.device,
+        # Issue 11: past this point a device's model and maker are values of a closed table,
+        # never the payload's free text.
+        device=describe(candidate.device),
         measure=measure,
         values=values,
         start=start,

@@ -5,11 +5,14 @@ built for."""
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
+from types import MappingProxyType
 
 import asyncpg
 
+from gateway.devices import MAKERS, MODEL_FAMILIES
 from gateway.errors import SchemaVersionMismatch
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -42,6 +45,37 @@ def available_migrations() -> tuple[Migration, ...]:
 
 
 LATEST_VERSION = available_migrations()[-1].version
+
+
+async def _device_vocabulary(conn: asyncpg.Connection) -> None:
+    """For 0011: every distinct stored device model and manufacturer with the closed-table value
+    it maps to (gateway.devices), as the temporary table the migration's SQL reads."""
+    await conn.execute(
+        """
+        CREATE TEMPORARY TABLE device_vocabulary (
+            field text NOT NULL,
+            raw   text NOT NULL,
+            value text NOT NULL,
+            PRIMARY KEY (field, raw)
+        ) ON COMMIT DROP
+        """
+    )
+    rows = await conn.fetch(
+        "SELECT DISTINCT 'model' AS field, model AS raw FROM devices WHERE model IS NOT NULL "
+        "UNION SELECT DISTINCT 'manufacturer', manufacturer FROM devices "
+        "WHERE manufacturer IS NOT NULL"
+    )
+    tables = {"model": MODEL_FAMILIES, "manufacturer": MAKERS}
+    await conn.copy_records_to_table(
+        "device_vocabulary",
+        records=[(r["field"], r["raw"], tables[r["field"]].family(r["raw"])) for r in rows],
+    )
+
+
+# Steps a migration needs from the gateway's own data, run in its transaction before its SQL.
+_PREPARE: Mapping[int, Callable[[asyncpg.Connection], Awaitable[None]]] = MappingProxyType(
+    {11: _device_vocabulary}
+)
 
 
 async def _ensure_table(conn: asyncpg.Connection) -> None:
@@ -81,6 +115,9 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
             async with conn.transaction():
                 await conn.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
                 await conn.execute(f"SET LOCAL statement_timeout = '{_STATEMENT_TIMEOUT}'")
+                prepare = _PREPARE.get(migration.version)
+                if prepare is not None:
+                    await prepare(conn)
                 await conn.execute(migration.sql)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",

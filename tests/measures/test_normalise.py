@@ -88,7 +88,9 @@ def test_a_plain_heart_rate_is_accepted_unchanged() -> None:
 def test_the_reading_keeps_the_payload_context() -> None:
     c = candidate()
     reading = accepted(c)
-    assert (reading.subject, reading.device) == (c.subject, c.device)
+    assert reading.subject == c.subject
+    # Issue 11: the device keeps its id; its description becomes closed-table values.
+    assert reading.device == DeviceInfo(DEVICE_CANARY, model="other", manufacturer="other")
     assert (reading.vendor_record_id, reading.vendor_time) == (RECORD_CANARY, c.vendor_time)
     assert (reading.declared_zone, reading.offset_assumed, reading.end) == ("cn", False, None)
 

@@ -129,8 +129,9 @@ async def test_device_read_and_search(fhir: Fhir, two_clinics: dict[str, Any]) -
     (device_id,) = ids(await fhir.search("Device", patient=two_clinics["mine"]))
     status, device = await fhir.get(f"/fhir/Device/{device_id}")
     assert status == 200
-    assert device["manufacturer"] == "Acme"
-    assert device["deviceName"][0]["name"] == "Watch 5"
+    # Issue 11: the payload said "Acme" / "Watch 5", neither in gateway.devices' closed tables.
+    assert device["manufacturer"] == "other"
+    assert device["deviceName"][0]["name"] == "other"
     assert device["patient"]["reference"] == f"Patient/{two_clinics['mine']}"
     assert "SN-0001" not in orjson.dumps(device).decode()
     identifier = f"urn:wearable-gateway:device|{device_id}"

@@ -290,7 +290,7 @@ async def test_include_patient_and_device(fhir: Fhir, heart_rates: tuple[str, li
     assert ids(bundle, "include")[0] == subject
     devices = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Device"]
     assert len(devices) == 1
-    assert devices[0]["resource"]["manufacturer"] == "Acme"
+    assert devices[0]["resource"]["manufacturer"] == "other"  # "Acme" is no known maker
 
 
 async def test_unknown_parameters_are_ignored_or_strictly_refused(

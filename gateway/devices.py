@@ -1,10 +1,18 @@
-"""Device model -> model family, for research extracts.
+"""The closed vocabulary of device descriptions: model -> model family, manufacturer -> maker.
 
-An exact model ("Watch6,2", "BPM Connect", Withings model id 45) narrows a subject down far more
-than the kind of device does, and study results rarely depend on it; the family is what a
-researcher needs to judge the measurement method. Anything not in these tables becomes
-"other" rather than passing through: an unknown string may be a serial or a person's name.
+Vendor payloads describe a device in free text (a FHIR `deviceName` used as the model, a
+HealthKit `manufacturer`, a Health Connect `Device.model`, ...). Such text may be anything a user
+or an app put there: a serial, a person's name ("Zhang Wei's watch"). Issue 11: only values of
+these tables are kept, stored in `devices` or served; normalise maps every reading's device
+through them (`describe`), research extracts show the same families (gateway.deid.device), and
+migration 0011 mapped the rows stored before. Anything not in a table becomes "other" rather
+than passing through.
 
+An exact model ("Watch6,2", "BPM Connect", Withings model id 45) also narrows a subject down far
+more than the kind of device does; the family is what a clinician or researcher needs to judge
+the measurement method.
+
+Every family and maker name maps to itself, so a described device describes to itself.
 The tables are data; each block names its source.
 """
 
@@ -16,6 +24,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
+from gateway.models import DeviceInfo
+
 UNKNOWN_FAMILY: Final = "other"
 
 APPLE_WATCH: Final = "Apple Watch"
@@ -26,6 +36,8 @@ WITHINGS_TRACKER: Final = "Withings activity tracker"
 WITHINGS_SLEEP: Final = "Withings sleep sensor"
 WITHINGS_THERMOMETER: Final = "Withings thermometer"
 PHONE_APP: Final = "phone app"
+NONIN_OXIMETER: Final = "Nonin pulse oximeter"
+OMRON_BPM: Final = "Omron BPM"
 
 # Withings model names, matched case-insensitively. Source: Withings API reference, "User v2 -
 # Getdevice", field `model` ("Value can be: …"), https://developer.withings.com/api-reference,
@@ -124,6 +136,23 @@ _WITHINGS_MODEL_IDS: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 
+# Models named in the HL7 Personal Health Device IG's examples (tests/fixtures/phd/, HL7/phd
+# commit 5af8412f): Device.modelNumber "Model 3230" and "Model 3150" with manufacturer Nonin
+# Medical (Nonin's 3230 and WristOx2 3150 oximeters), "HEM-9200T" with manufacturer
+# OMRONHEALTHCARE (Omron's HEM-9200T upper-arm monitor).
+_PHD_MODELS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "model 3230": NONIN_OXIMETER,
+        "model 3150": NONIN_OXIMETER,
+        "hem-9200t": OMRON_BPM,
+    }
+)
+
+_FAMILIES: Final = (
+    APPLE_WATCH, IPHONE, WITHINGS_SCALE, WITHINGS_BPM, WITHINGS_TRACKER, WITHINGS_SLEEP,
+    WITHINGS_THERMOMETER, PHONE_APP, NONIN_OXIMETER, OMRON_BPM,
+)  # fmt: skip
+
 # Apple hardware model identifiers, as HealthKit's HKDevice.hardwareVersion gives them (the
 # healthkit adapter stores that as the model): "Watch<major>,<minor>" for every Apple Watch,
 # "iPhone<major>,<minor>" for iPhones. Source: Apple, HKDevice.hardwareVersion
@@ -136,9 +165,9 @@ _PATTERNS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
 
 
 @dataclass(frozen=True, eq=False)
-class ModelFamilies:
-    """A model -> family table: exact names (case-insensitive) and whole-string patterns.
-    Compared by identity: a policy refers to one table."""
+class Vocabulary:
+    """A closed table, free text -> one of its values: exact names (case-insensitive) and
+    whole-string patterns. Compared by identity: a policy refers to one table."""
 
     names: Mapping[str, str]
     patterns: tuple[tuple[re.Pattern[str], str], ...] = ()
@@ -150,11 +179,11 @@ class ModelFamilies:
         folded = {name.strip().casefold(): family for name, family in self.names.items()}
         object.__setattr__(self, "_folded", MappingProxyType(folded))
 
-    def family(self, model: str | None) -> str:
-        """The family of `model`; `unknown` ("other") when the table does not know it."""
-        if model is None:
+    def family(self, text: str | None) -> str:
+        """The value `text` stands for; `unknown` ("other") when the table does not know it."""
+        if text is None:
             return self.unknown
-        text = model.strip()
+        text = text.strip()
         found = self._folded.get(text.casefold())
         if found is not None:
             return found
@@ -164,11 +193,66 @@ class ModelFamilies:
         return self.unknown
 
 
-MODEL_FAMILIES: Final = ModelFamilies(
-    names=MappingProxyType({**_WITHINGS_NAMES, **_WITHINGS_MODEL_IDS}), patterns=_PATTERNS
+MODEL_FAMILIES: Final = Vocabulary(
+    names=MappingProxyType(
+        {
+            **_WITHINGS_NAMES,
+            **_WITHINGS_MODEL_IDS,
+            **_PHD_MODELS,
+            **{family: family for family in (*_FAMILIES, UNKNOWN_FAMILY)},
+        }
+    ),
+    patterns=_PATTERNS,
+)
+
+APPLE: Final = "Apple"
+WITHINGS: Final = "Withings"
+GOOGLE: Final = "Google"
+SAMSUNG: Final = "Samsung"
+NONIN: Final = "Nonin"
+OMRON: Final = "Omron"
+
+# Manufacturer names as payloads spell them -> maker, matched case-insensitively.
+_MAKER_NAMES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        # HKDevice.manufacturer of Apple hardware, as Apple Health exports show it
+        # (tests/fixtures/healthkit/*.xml: "manufacturer:Apple Inc.").
+        "apple inc.": APPLE,
+        "apple": APPLE,
+        # The maker of every Withings device (Withings API reference; the withings adapter
+        # sets it for Withings payloads).
+        "withings": WITHINGS,
+        # Health Connect Device.manufacturer is Android's Build.MANUFACTURER
+        # (developer.android.com/reference/androidx/health/connect/client/records/metadata/Device:
+        # 'The manufacturer of the device, e.g. "Google"'); Samsung devices report "samsung".
+        "google": GOOGLE,
+        "samsung": SAMSUNG,
+        # HL7 PHD IG examples (tests/fixtures/phd/): Device.manufacturer of the Nonin and Omron
+        # devices named in _PHD_MODELS.
+        "nonin medical, inc.": NONIN,
+        "nonin_medical_inc.": NONIN,
+        "omronhealthcare": OMRON,
+    }
+)
+_MAKERS: Final = (APPLE, WITHINGS, GOOGLE, SAMSUNG, NONIN, OMRON)
+
+MAKERS: Final = Vocabulary(
+    names=MappingProxyType(
+        {**_MAKER_NAMES, **{maker: maker for maker in (*_MAKERS, UNKNOWN_FAMILY)}}
+    )
 )
 
 
-def model_family(model: str | None, table: ModelFamilies = MODEL_FAMILIES) -> str:
-    """The model family a research extract shows instead of the device model."""
+def model_family(model: str | None, table: Vocabulary = MODEL_FAMILIES) -> str:
+    """The model family stored, served and exported instead of the device model."""
     return table.family(model)
+
+
+def describe(device: DeviceInfo) -> DeviceInfo:
+    """`device` with its model and manufacturer replaced by their family and maker; absent stays
+    absent. The id is left as it is: it only ever leaves as a keyed pseudonym."""
+    model = None if device.model is None else MODEL_FAMILIES.family(device.model)
+    maker = None if device.manufacturer is None else MAKERS.family(device.manufacturer)
+    if model == device.model and maker == device.manufacturer:
+        return device
+    return DeviceInfo(device.id, model=model, manufacturer=maker)
