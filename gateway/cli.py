@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from aiohttp import web
 
-from gateway.app import create_app, key_provider, load_keyrings, open_zones
+from gateway.app import create_app, key_provider, listen, load_keyrings, open_zones
 from gateway.cli_lifecycle import add_lifecycle_commands
 from gateway.errors import GatewayError
 from gateway.logs import configure_logging
@@ -64,12 +64,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.log_level)
     _use_uvloop()
+    sock, settings = listen(settings, host=args.host, port=args.port)
     app = create_app(settings)
     app.on_startup.append(_settle_heap)
     web.run_app(
         app,
-        host=args.host or settings.host,
-        port=settings.port if args.port is None else args.port,
+        sock=sock,
         access_log=None,
         print=None,
         shutdown_timeout=args.grace,
