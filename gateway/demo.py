@@ -244,8 +244,10 @@ async def _scenario(base: str, keys: dict[str, dict[str, str]]) -> dict[str, Zon
 
 
 def _environment(settings: Settings) -> list[tuple[str, str]]:
-    """The GATEWAY_* settings that point `wearable-gateway` commands at this demo."""
+    """The GATEWAY_* settings that point `wearable-gateway` commands at this demo: its
+    databases and keys, and the URL it serves on (what `wearable-gateway token` talks to)."""
     env = [("GATEWAY_ZONES", ",".join(settings.zones))]
+    env.append(("GATEWAY_PUBLIC_BASE_URL", settings.base_url))
     for zone, z in settings.zones.items():
         env.append((f"GATEWAY_ZONE_{zone.upper()}_DATABASE_URL", z.database_url))
         env.append((f"GATEWAY_ZONE_{zone.upper()}_KEY_FILE", str(z.key_file)))
@@ -276,8 +278,8 @@ def _summary(
     lines += [
         "",
         "To follow the README's examples against this demo, run these in another shell (the",
-        "`wearable-gateway` commands then use the demo's databases and keys; $VENDOR and",
-        "$CLINIC are zone cn's API keys):",
+        "`wearable-gateway` commands then use the demo's databases, keys and URL; $VENDOR",
+        "and $CLINIC are zone cn's API keys):",
         *(f"  export {name}={shlex.quote(value)}" for name, value in _environment(settings)),
         f"  export VENDOR={vendor} CLINIC={clinic}",
     ]
