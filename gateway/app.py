@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
@@ -78,9 +79,33 @@ async def open_zones(
     return ZoneDirectory(opened)
 
 
+def listen(
+    settings: Settings, *, host: str | None = None, port: int | None = None
+) -> tuple[socket.socket, Settings]:
+    """Bind the listening socket, then return settings whose address is the one bound.
+
+    This is where the gateway's base URL is decided, once: the SMART configuration and token
+    `aud`, paging links, `fullUrl`s and Bulk Data URLs all read `Settings.base_url` of the
+    settings `create_app` gets, so they name the port actually listened on (`--port 0`
+    included). An explicit `public_base_url` still wins.
+    """
+    host = host or settings.host
+    port = settings.port if port is None else port
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    # SO_REUSEADDR (create_server's default on POSIX), as aiohttp's own sites do: a restart
+    # right after a stop or crash may rebind the port.
+    sock = socket.create_server((host, port), family=family)
+    sock.setblocking(False)
+    return sock, settings.with_overrides(host=host, port=sock.getsockname()[1])
+
+
 def create_app(
     settings: Settings, *, keyrings: Mapping[str, ZoneKeyRing] | None = None
 ) -> web.Application:
+    if settings.port == 0 and not settings.public_base_url:
+        # Port 0 is only a request for some free port: the URL clients must use is not known
+        # until `listen` has bound one.
+        raise ConfigurationError("the base URL is unknown before the port is bound (listen())")
     # Keys are read before anything listens: a gateway without its zone keys does not start.
     rings = dict(keyrings) if keyrings is not None else load_keyrings(settings)
     missing = set(settings.zones) - set(rings)

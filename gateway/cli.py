@@ -1,5 +1,5 @@
-"""`wearable-gateway` commands: serve, migrate, keys, vendors, clinics, clients, credentials,
-audit, studies, demo."""
+"""`wearable-gateway` commands: serve, migrate, keys, vendors, clinics, clients, token,
+credentials, audit, studies, demo."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from typing import BinaryIO
 
 from aiohttp import web
 
-from gateway.app import create_app, key_provider, load_keyrings, open_zones
+from gateway.app import create_app, key_provider, listen, load_keyrings, open_zones
 from gateway.cli_lifecycle import add_lifecycle_commands
+from gateway.cli_smart import add_client_keygen_command, add_token_command
 from gateway.errors import GatewayError
 from gateway.logs import configure_logging
 from gateway.privacy import KeyPurpose, ZoneKeyRing
@@ -64,12 +65,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.log_level)
     _use_uvloop()
+    sock, settings = listen(settings, host=args.host, port=args.port)
     app = create_app(settings)
     app.on_startup.append(_settle_heap)
     web.run_app(
         app,
-        host=args.host or settings.host,
-        port=settings.port if args.port is None else args.port,
+        sock=sock,
         access_log=None,
         print=None,
         shutdown_timeout=args.grace,
@@ -636,6 +637,8 @@ def build_parser() -> argparse.ArgumentParser:
     client_revoke.add_argument("--zone", required=True)
     client_revoke.add_argument("--client-id", required=True)
     client_revoke.set_defaults(func=cmd_clients_revoke)
+    add_client_keygen_command(clients)  # and `token`: a client's side of SMART (cli_smart.py)
+    add_token_command(sub)
 
     creds = sub.add_parser("credentials", help="API keys").add_subparsers(
         dest="credentials", required=True

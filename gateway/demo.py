@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gateway.app import create_app, load_keyrings, open_zones
+from gateway.app import create_app, listen, load_keyrings, open_zones
 from gateway.logs import configure_logging
 from gateway.privacy import ZoneKeyRing
 from gateway.privacy.provider import FileKeyProvider
@@ -242,6 +243,17 @@ async def _scenario(base: str, keys: dict[str, dict[str, str]]) -> dict[str, Zon
     return tallies
 
 
+def _environment(settings: Settings) -> list[tuple[str, str]]:
+    """The GATEWAY_* settings that point `wearable-gateway` commands at this demo: its
+    databases and keys, and the URL it serves on (what `wearable-gateway token` talks to)."""
+    env = [("GATEWAY_ZONES", ",".join(settings.zones))]
+    env.append(("GATEWAY_PUBLIC_BASE_URL", settings.base_url))
+    for zone, z in settings.zones.items():
+        env.append((f"GATEWAY_ZONE_{zone.upper()}_DATABASE_URL", z.database_url))
+        env.append((f"GATEWAY_ZONE_{zone.upper()}_KEY_FILE", str(z.key_file)))
+    return env
+
+
 def _summary(
     *,
     base: str,
@@ -263,6 +275,14 @@ def _summary(
             f"{data_dir / 'postgres'}, keys in {z.key_file}"
         )
     vendor, clinic = keys["cn"]["vendor"], keys["cn"]["clinic"]
+    lines += [
+        "",
+        "To follow the README's examples against this demo, run these in another shell (the",
+        "`wearable-gateway` commands then use the demo's databases, keys and URL; $VENDOR",
+        "and $CLINIC are zone cn's API keys):",
+        *(f"  export {name}={shlex.quote(value)}" for name, value in _environment(settings)),
+        f"  export VENDOR={vendor} CLINIC={clinic}",
+    ]
     lines += [
         "",
         "Try next"
@@ -292,6 +312,7 @@ async def _run(data_dir: Path, port: int, once: bool) -> int:
     try:
         keys = await _credentials(settings)
         configure_logging(settings.log_level)
+        sock, settings = listen(settings, host="127.0.0.1", port=port)
         runner = web.AppRunner(
             create_app(settings),
             access_log=None,
@@ -299,10 +320,8 @@ async def _run(data_dir: Path, port: int, once: bool) -> int:
             **HANDLER_ARGS,
         )
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", port)
-        await site.start()
-        bound = runner.addresses[0][1]
-        base = f"http://127.0.0.1:{bound}"
+        await web.SockSite(runner, sock).start()
+        base = settings.base_url
         tallies = await _scenario(base, keys)
         summary = _summary(
             base=base, data_dir=data_dir, tallies=tallies, keys=keys, settings=settings, once=once

@@ -75,7 +75,8 @@ class Settings:
     db_timeout_seconds: float = 10.0
     log_level: str = "INFO"
     # The URL clients reach the gateway at (behind a proxy: the proxy's); "" means
-    # http://{host}:{port}. SMART client assertions must name `<it>/auth/token` as their aud.
+    # http://{host}:{port} of the socket actually bound (gateway.app.listen). SMART client
+    # assertions must name `<it>/auth/token` as their aud.
     public_base_url: str = ""
     # SMART backend services: access tokens live at most five minutes.
     token_lifetime_seconds: int = 300
@@ -143,7 +144,8 @@ class Settings:
     @property
     def base_url(self) -> str:
         """The externally visible base URL, without a trailing slash."""
-        return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal
+        return (self.public_base_url or f"http://{host}:{self.port}").rstrip("/")
 
 
 def _require_positive(settings: Settings, *names: str) -> None:

@@ -1,139 +1,188 @@
-"""The README's curl examples are real: each is parsed out of README.md and sent to a running
-gateway, and must succeed. A README that drifts from the code fails here."""
+"""The README's examples are real: every ```sh block of it, command by command, in README order,
+run by bash in one reader's shell session against a running `wearable-gateway demo` (a child
+process on a free port, a temporary data folder).
+
+The only change made to a command is the port (`localhost:8080` → the demo's). The environment
+is what the README tells the reader to set: the demo's `export` lines, then whatever the
+examples themselves keep in shell variables (`PSEUDONYM=$(curl … | python3 …)`), carried from
+one command to the next as the reader's shell would. Every command must exit 0 (bash with
+`-e -o pipefail`), every HTTP answer be 2xx, every variable a command keeps be non-empty; an
+ingest answer must match the response the README shows for it, or, where it shows none, store
+every reading (no `rejected`).
+
+Blocks not run are recognised by name only: the two set-up commands (the demo this test starts,
+and the test run itself) and ```sh production blocks, which only "Running it for real" may hold.
+Any other ```sh block is run, so a README command the test skips cannot be added by accident."""
 
 from __future__ import annotations
 
+import json
 import re
-import shlex
-from itertools import pairwise
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-import orjson
 import pytest
 
-from tests.conftest import MRN, Gateway
-from tests.helpers import fetch, stored_observations
+from tests.demo_process import Demo, running_demo
 
-README = Path(__file__).parents[1] / "README.md"
+ROOT = Path(__file__).parents[1]
+README = ROOT / "README.md"
 EXPORT = Path(__file__).parent / "fixtures" / "healthkit" / "ahcd-export.xml"
+STATUS = re.compile(r"^@@status (\d{3})$", re.M)
+PRODUCTION_SECTION = "\n## Running it for real\n"
+SETUP = (
+    "pip install -e . && wearable-gateway demo",  # what this test runs, with --port/--data-dir
+    "pip install -e '.[test]' && pytest",  # what runs this test
+)
+FENCES = {"sh", "sh production", "json", ""}
+KEPT = re.compile(r"^([A-Z_][A-Z0-9_]*)=\$\(", re.M)
 
 
-def curl_commands() -> list[list[str]]:
+@dataclass
+class Block:
+    info: str
+    body: str
+    start: int  # offset in README.md
+
+
+@dataclass
+class Example:
+    command: str
+    block: int
+    expected_summary: dict[str, int] | None  # the response the README shows, if any
+
+
+def blocks() -> list[Block]:
     text = README.read_text(encoding="utf-8")
-    commands = []
-    for block in re.findall(r"```sh\n(.*?)```", text, flags=re.S):
-        # One command per segment starting at a line that begins with `curl`; a JSON body may
-        # span lines inside its quotes.
-        for segment in re.split(r"\n(?=curl )", "\n" + block):
-            if not segment.startswith("curl ") or not re.search(r"-X (POST|PATCH|DELETE)", segment):
-                continue
-            lexer = shlex.shlex(segment.replace("\\\n", " "), posix=True)
-            lexer.whitespace_split = True
-            lexer.commenters = "#"
-            commands.append(list(lexer))
+    return [
+        Block(m.group(1).strip(), m.group(2), m.start())
+        for m in re.finditer(r"^```([^\n`]*)\n(.*?)^```$", text, flags=re.S | re.M)
+    ]
+
+
+def is_complete(text: str) -> bool:
+    """Whether bash reads `text` as whole commands (no open quote, `$(`, loop or `\\`)."""
+    done = subprocess.run(
+        ["/bin/bash", "-n"], input=text + "\n", capture_output=True, text=True, check=False
+    )
+    return done.returncode == 0
+
+
+def commands_of(body: str) -> list[str]:
+    """A block's commands, each with the comment lines that follow it."""
+    commands: list[str] = []
+    current: list[str] = []
+    for line in body.splitlines():
+        if not current and commands and (not line.strip() or line.lstrip().startswith("#")):
+            commands[-1] += "\n" + line
+            continue
+        current.append(line)
+        text = "\n".join(current)
+        if not line.endswith("\\") and is_complete(text):
+            if text.strip() and not text.lstrip().startswith("#"):
+                commands.append(text)
+            current = []
+    assert not current, f"a README block ends inside a command:\n{body}"
     return commands
 
 
-def request_of(argv: list[str]) -> dict[str, Any]:
-    url = next(a for a in argv if "localhost:8080" in a)
-    parts = urlsplit("http://" + url.split("://")[-1])
-    headers = {}
-    body: bytes | None = None
-    for flag, value in pairwise(argv):
-        if flag == "-H":
-            name, _, content = value.partition(":")
-            headers[name.strip()] = content.strip()
-        elif flag == "-d":
-            body = value.encode()
-            # curl's default for -d without a Content-Type header.
-            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
-        elif flag == "--data-binary":
-            body = EXPORT.read_bytes()
-    return {
-        "method": argv[argv.index("-X") + 1],
-        "path": parts.path,
-        "query": dict(parse_qsl(parts.query)),
-        "headers": headers,
-        "body": body,
-    }
+def examples() -> list[Example]:
+    found: list[Example] = []
+    all_blocks = blocks()
+    production_from = README.read_text(encoding="utf-8").index(PRODUCTION_SECTION)
+    for index, block in enumerate(all_blocks):
+        assert block.info in FENCES, f"unknown code fence ```{block.info}"
+        if block.info == "sh production":
+            assert block.start > production_from, "only 'Running it for real' is production"
+            continue
+        if block.info != "sh":
+            assert not re.search(r"^\s*(curl|wearable-gateway) ", block.body, re.M), (
+                f"commands in a ```{block.info} block are never run:\n{block.body}"
+            )
+            continue
+        if block.body.strip() in SETUP:
+            continue
+        shown = all_blocks[index + 1] if index + 1 < len(all_blocks) else None
+        summary = None
+        if shown is not None and shown.info == "json":
+            answer = json.loads(re.sub(r'"…"', '""', shown.body).replace("…", ""))
+            summary = answer.get("summary")
+        commands = commands_of(block.body)
+        for n, command in enumerate(commands):
+            found.append(Example(command, index, summary if n == len(commands) - 1 else None))
+    return found
 
 
-# The token request needs a freshly signed client assertion ($ASSERTION); tests/web/
-# test_smart_auth.py drives that flow with real keys.
-REQUESTS = [
-    request_of(argv) for argv in curl_commands() if not any("/auth/token" in a for a in argv)
-]
-EXAMPLES = [r for r in REQUESTS if r["method"] == "POST"]
-# Consent change and erasure of the subject a clinic enrolled (`$PSEUDONYM`). Other non-POST
-# examples (cancelling a bulk export) need state these tests do not build: test_bulk_export.py.
-LIFECYCLE = [r for r in REQUESTS if r["method"] != "POST" and r["path"].startswith("/v1/subjects/")]
+def test_the_readme_keeps_its_two_set_up_commands() -> None:
+    sh = [b.body.strip() for b in blocks() if b.info == "sh"]
+    assert sh[:2] == list(SETUP)
 
 
-def test_the_readme_has_a_post_example_for_every_endpoint_and_format() -> None:
-    paths = {e["path"] for e in EXAMPLES}
-    for fmt in ("native", "withings", "omh", "healthkit", "healthconnect", "fhir"):
-        assert f"/v1/ingest/{fmt}" in paths
-    assert {"/v1/subjects", "/v1/ingest/healthkit/export", "/v1/notify/withings/$VENDOR"} <= paths
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    with running_demo(tmp_path_factory.mktemp("readme-demo") / "data") as running:
+        yield running
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=[e["path"] for e in EXAMPLES])
-async def test_a_readme_example_succeeds(
-    gateway: Gateway, zone_dsns: dict[str, str], example: dict[str, Any]
-) -> None:
-    if example["path"] != "/v1/subjects":
-        await gateway.enrol(
-            "cn",
-            "MRN-0042",
-            extra=[
-                {"system": "https://developer.withings.com/userid", "value": "1234567"},
-                {"system": "urn:wearable-gateway:omh:user-id", "value": "u-42"},
-            ],
-        )
-    token = gateway.clinic["cn"] if example["path"] == "/v1/subjects" else gateway.vendor["cn"]
-    headers = {**example["headers"], "Authorization": f"Bearer {token}"}
-    path = example["path"].replace("$VENDOR", gateway.vendor["cn"])
-    response = await gateway.client.post(
-        path, params=example["query"], data=example["body"], headers=headers
-    )
-    if path.startswith("/v1/notify/withings/"):
-        assert response.status == 200
-        pending = await fetch(zone_dsns["cn"], "SELECT status FROM withings_notifications")
-        assert [row["status"] for row in pending] == ["pending"]
+def reader_folder(folder: Path) -> dict[str, str]:
+    """What the reader brings: their own Apple Health export; and a curlrc that makes curl
+    report the HTTP status of each answer on stderr (curl reads $HOME/.curlrc), leaving what
+    the reader sees, or keeps in a variable, unchanged."""
+    (folder / "export.xml").write_bytes(EXPORT.read_bytes())
+    (folder / ".curlrc").write_text('write-out = "%{stderr}@@status %{http_code}\\n"\n')
+    return {"HOME": str(folder)}
+
+
+def test_the_readme_examples_run_in_order_against_the_demo(demo: Demo, tmp_path: Path) -> None:
+    # What the README says the demo prints: working keys and the settings that point
+    # `wearable-gateway` commands at its databases, keys and URL.
+    assert {"VENDOR", "CLINIC", "GATEWAY_ZONES"} <= set(demo.environment)
+    assert demo.environment["GATEWAY_PUBLIC_BASE_URL"] == demo.base_url
+    port = demo.base_url.rsplit(":", 1)[1]
+    # This checkout's `wearable-gateway` (what `pip install -e .` gives the reader).
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    env |= demo.environment | reader_folder(tmp_path)
+    state = tmp_path / ".readme-shell-state"
+    run_blocks: set[int] = set()
+    for example in examples():
+        command = example.command.replace("localhost:8080", f"127.0.0.1:{port}")
+        # One reader's shell: variables a command sets are exported (-a) and handed on.
+        script = f"set -a -e -o pipefail\n{command}\nenv -0 > {state}\n"
+        done = subprocess.run(  # noqa: S603 — the README's own command, run by bash
+            ["/bin/bash", "-c", script], cwd=tmp_path, env=env,
+            capture_output=True, text=True, timeout=240, check=False,
+        )  # fmt: skip
+        output = f"--- stdout\n{done.stdout[-2000:]}\n--- stderr\n{done.stderr[-2000:]}"
+        where = f"{example.command}\n{output}"
+        assert done.returncode == 0, where
+        statuses = STATUS.findall(done.stderr)
+        assert all(s.startswith("2") for s in statuses), where
+        if re.search(r"^\s*(?:\w+=\$\()?curl ", command, re.M) and " -w " not in command:
+            assert statuses, where
+        env = dict(item.split("=", 1) for item in state.read_text().split("\0") if "=" in item)
+        for name in KEPT.findall(command):
+            assert env.get(name), f"{name} is empty after\n{where}"
+        check_answer(done.stdout.strip(), example, where)
+        run_blocks.add(example.block)
+    every_sh = {i for i, b in enumerate(blocks()) if b.info == "sh" and b.body.strip() not in SETUP}
+    assert run_blocks == every_sh
+    assert len(every_sh) >= 12
+
+
+def check_answer(body: str, example: Example, where: str) -> None:
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or "summary" not in answer:
+        assert example.expected_summary is None, where
         return
-    answer = orjson.loads(await response.read())
-    if example["path"] == "/v1/subjects":
-        assert response.status == 201, answer
-        return
-    assert response.status in (200, 207), answer
-    assert answer["summary"]["created"] >= 1, answer
-    assert len(await stored_observations(zone_dsns["cn"])) >= 1
-    assert MRN["cn"]  # the examples use the test suite's cn MRN system
-
-
-def test_the_readme_has_a_consent_and_an_erasure_example() -> None:
-    assert {(e["method"], e["path"]) for e in LIFECYCLE} == {
-        ("PATCH", "/v1/subjects/$PSEUDONYM/consent"),
-        ("DELETE", "/v1/subjects/$PSEUDONYM"),
-    }
-
-
-@pytest.mark.parametrize("example", LIFECYCLE, ids=[e["method"] for e in LIFECYCLE])
-async def test_a_readme_consent_or_erasure_example_succeeds(
-    gateway: Gateway, zone_dsns: dict[str, str], example: dict[str, Any]
-) -> None:
-    pseudonym = await gateway.enrol("cn", "MRN-0042")
-    response = await gateway.client.request(
-        example["method"],
-        example["path"].replace("$PSEUDONYM", pseudonym),
-        params=example["query"],
-        data=example["body"],
-        headers={**example["headers"], "Authorization": f"Bearer {gateway.clinic['cn']}"},
-    )
-    answer = orjson.loads(await response.read())
-    assert response.status == 200, answer
-    assert answer["pseudonym"] == pseudonym
-    if example["method"] == "DELETE":
-        assert answer["status"] == "erased", answer
-        assert await fetch(zone_dsns["cn"], "SELECT 1 FROM subjects") == []
+    summary = {k: answer["summary"].get(k, 0) for k in ("created", "duplicate", "rejected")}
+    if example.expected_summary is not None:
+        assert summary == {k: example.expected_summary.get(k, 0) for k in summary}, where
+    else:
+        assert summary["rejected"] == 0, where
+        assert summary["created"] + summary["duplicate"] >= 1, where
