@@ -43,7 +43,7 @@ from gateway.services.zones import Zone
 from gateway.settings import Settings, load_settings
 from gateway.storage import ZoneDatabase, migrate_database
 from gateway.storage.maintenance import ClusterOutcome, ClusterResult, open_maintenance
-from gateway.web.timeouts import HANDLER_ARGS
+from gateway.web.server import run_until_signalled, serving
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -66,16 +66,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _use_uvloop()
     app = create_app(settings)
     app.on_startup.append(_settle_heap)
-    web.run_app(
-        app,
-        host=args.host or settings.host,
-        port=settings.port if args.port is None else args.port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=args.grace,
-        keepalive_timeout=settings.header_timeout_seconds,
-        handler_args=dict(HANDLER_ARGS),
-    )
+
+    async def run() -> None:
+        async with serving(
+            app, settings, host=args.host, port=args.port, shutdown_timeout=args.grace
+        ):
+            await asyncio.Event().wait()  # until SIGTERM or SIGINT
+
+    run_until_signalled(run())
     return 0
 
 
@@ -96,7 +94,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         for name in names:
             if name not in settings.zones:
                 raise GatewayError(f"zone {name} is not configured")
-            applied = await migrate_database(settings.zones[name].database_url)
+            applied = await migrate_database(settings.zones[name].database_url, zone=name)
             done = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "nothing to apply"
             print(f"zone {name}: {done}")
 
@@ -110,7 +108,9 @@ def cmd_storage_cluster(args: argparse.Namespace) -> int:
         raise GatewayError(f"zone {args.zone} is not configured")
 
     async def run() -> list[ClusterResult]:
-        async with open_maintenance(settings.zones[args.zone].database_url) as maintenance:
+        async with open_maintenance(
+            settings.zones[args.zone].database_url, zone=args.zone
+        ) as maintenance:
             return await cluster_settled_partitions(
                 maintenance,
                 now=datetime.now(UTC),
