@@ -94,9 +94,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         for name in names:
             if name not in settings.zones:
                 raise GatewayError(f"zone {name} is not configured")
-            applied = await migrate_database(settings.zones[name].database_url, zone=name)
+            applied = await migrate_database(
+                settings.zones[name].database_url, zone=name, grant_to=args.grant_to
+            )
             done = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "nothing to apply"
             print(f"zone {name}: {done}")
+            if args.grant_to:
+                print(f"zone {name}: role {args.grant_to} has the gateway's grants")
 
     asyncio.run(run())
     return 0
@@ -597,6 +601,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply pending SQL migrations")
     migrate.add_argument("--zone", help="only this zone (default: every configured zone)")
+    migrate.add_argument(
+        "--grant-to",
+        metavar="ROLE",
+        help="then grant ROLE (not the tables' owner) what `serve` needs, and no more",
+    )
     migrate.set_defaults(func=cmd_migrate)
 
     _add_keys_commands(sub)

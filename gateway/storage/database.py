@@ -224,6 +224,12 @@ async def admin_connection(
         await conn.close()
 
 
-async def migrate_database(dsn: str, *, zone: str | None = None) -> list[schema.Migration]:
+async def migrate_database(
+    dsn: str, *, zone: str | None = None, grant_to: str | None = None
+) -> list[schema.Migration]:
+    """Apply pending migrations; with `grant_to`, then give that role what the gateway needs."""
     async with admin_connection(dsn, zone=zone) as conn:
-        return await schema.migrate(conn)
+        applied = await schema.migrate(conn)
+        if grant_to is not None:
+            await schema.grant_gateway_role(conn, grant_to)
+        return applied

@@ -142,12 +142,9 @@ class ObservationStore:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _PARTITION_LOCK_ID)
             for month in sorted(missing):
-                # Identifiers and bounds come from datetime fields, never from input text.
-                await conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {partition_name(month)} "
-                    f"PARTITION OF observations FOR VALUES FROM ('{month.isoformat()}') "
-                    f"TO ('{next_month(month).isoformat()}')"
-                )
+                # Through the table owner's function (migration 0012): the gateway's own role
+                # need not own the tables, and cannot create a partition itself.
+                await conn.execute("SELECT observations_ensure_partition($1)", month)
         self._known_partitions |= missing
 
     async def insert_many(self, rows: Sequence[ObservationRow]) -> list[Outcome]:
