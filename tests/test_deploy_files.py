@@ -294,6 +294,28 @@ def test_compose_gateway_gets_its_zone_settings_from_secrets(
 
 
 @pytest.mark.parametrize("zone", ZONES)
+def test_compose_gateway_keeps_metrics_off_the_public_port_and_names_its_base_url(
+    services: dict[str, str], zone: str
+) -> None:
+    body = services[f"gateway-{zone}"]
+    metrics = re.search(r'^\s+GATEWAY_METRICS_PORT: "?(\d+)"?$', body, re.MULTILINE)
+    assert metrics, "/metrics has a listener of its own"
+    published = re.findall(r'^\s+- "(\d+):(\d+)"$', body, re.MULTILINE)
+    assert published, "the public port is published"
+    assert all(int(inner) != int(metrics[1]) for _, inner in published), "metrics not published"
+    assert "8080" not in metrics[1]
+    assert re.search(r"^\s+GATEWAY_PUBLIC_BASE_URL: \S+$", body, re.MULTILINE)
+
+
+def test_deploy_readme_maintenance_lines_name_the_compose_file() -> None:
+    text = _read(DEPLOY / "README.md")
+    lines = [line for line in text.splitlines() if "docker compose" in line and " run " in line]
+    assert lines
+    for line in lines:
+        assert "docker compose -f deploy/compose.yaml " in line, line
+
+
+@pytest.mark.parametrize("zone", ZONES)
 def test_compose_migration_runs_once_against_a_healthy_database(
     services: dict[str, str], zone: str
 ) -> None:
