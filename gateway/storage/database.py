@@ -214,12 +214,21 @@ async def ensure_database(server_dsn: str, database: str) -> str:
 async def admin_connection(
     dsn: str, *, zone: str | None = None
 ) -> AsyncIterator[asyncpg.Connection]:
+    """One connection for a schema or upkeep command (`migrate`, `storage cluster`): these need
+    the role that owns the tables. Run with the gateway's role instead (deploy/: it has grants,
+    owns nothing), PostgreSQL refuses with 42501; that is one line, not a traceback."""
     try:
         conn = await asyncpg.connect(dsn)
     except Exception as exc:
         raise connect_failure(exc, zone) from exc
     try:
         yield conn
+    except asyncpg.InsufficientPrivilegeError as exc:
+        where = f"zone {zone}: " if zone else ""
+        raise ConfigurationError(
+            f"{where}this command needs the database role that owns the tables (the migration "
+            "role's URL), not the gateway's role"
+        ) from exc
     finally:
         await conn.close()
 

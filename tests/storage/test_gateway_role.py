@@ -1,26 +1,36 @@
 """Issue 11: the gateway runs as a role that does not own its tables. `migrate --grant-to` gives it
-what the app needs (it enrols, ingests into a new monthly partition and reads back), and the
-audit log stays out of its reach: it cannot disable the append-only trigger or change a row."""
+what the app needs (it enrols, ingests into a new monthly partition and reads back) and what the
+operator commands of deploy/README.md run with the gateway's DSN need (keys, credentials, studies,
+erasure, audit, a research export), and the audit log stays out of its reach: it cannot disable
+the append-only trigger or change a row. Only `migrate` and `storage cluster` need the owner."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
 
 from gateway.errors import ConfigurationError
+from gateway.privacy import KeyPurpose
+from gateway.privacy.provider import FileKeyProvider
 from gateway.settings import Settings, ZoneSettings
 from gateway.storage import migrate_database
 from gateway.storage.database import dsn_with_database
+from tests.cli.test_commands import run
 from tests.conftest import MRN, start_gateway
-from tests.helpers import CN_TZ
+from tests.helpers import CN_TZ, reading
+from tests.smart_helpers import token_for
+from tests.web.bulk_export_helpers import RESEARCH_SCOPES, Researcher, export
 
 
 @dataclass(frozen=True)
@@ -104,3 +114,123 @@ async def test_grant_to_refuses_the_tables_owner_and_a_missing_role(roles: Roles
         await migrate_database(roles.owner_dsn, grant_to=owner)
     with pytest.raises(ConfigurationError, match="does not exist"):
         await migrate_database(roles.owner_dsn, grant_to="wg_no_such_role")
+
+
+def _ok(result: Any) -> str:
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    return str(result.stdout)
+
+
+async def test_the_operator_commands_run_with_the_gateway_roles_grants(
+    roles: Roles, zone_dsns: dict[str, str], key_files: dict[str, Path], aiohttp_client: Any
+) -> None:
+    """Every command deploy/README.md runs through `gateway-<zone>` (the gateway role's DSN)."""
+    await migrate_database(roles.owner_dsn, zone="cn", grant_to=roles.gateway)
+    key_file = key_files["cn"]
+    env = {
+        "GATEWAY_ZONES": "cn",
+        "GATEWAY_ZONE_CN_DATABASE_URL": roles.gateway_dsn,
+        "GATEWAY_ZONE_CN_KEY_FILE": str(key_file),
+    }
+    settings = Settings(
+        zones={
+            "cn": ZoneSettings("cn", roles.gateway_dsn, key_file),
+            "eu": ZoneSettings("eu", zone_dsns["eu"], key_files["eu"]),
+        },
+        pool_max_size=2,
+    )
+    gateway = await start_gateway(aiohttp_client, settings)
+
+    # Credentials: a vendor key, a researcher client, a study it may export.
+    vendor = _ok(run(["vendors", "add", "--zone", "cn", "--name", "role-vendor"], env))
+    assert vendor.strip().splitlines()[-1].startswith("wgk_cn_")
+    key = ec.generate_private_key(ec.SECP384R1())
+    jwk = {**ECAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": "role-researcher"}
+    jwks = key_file.parent / "jwks.json"
+    jwks.write_bytes(orjson.dumps({"keys": [jwk]}))
+    added = _ok(
+        run(
+            ["clients", "add", "--zone", "cn", "--site", "role-uni", "--role", "researcher",
+             "--jwks", str(jwks), "--scopes", " ".join(RESEARCH_SCOPES)],
+            env,
+        )
+    )  # fmt: skip
+    client_id = added.strip().splitlines()[-1]
+    expires = (datetime.now(UTC).date() + timedelta(days=365)).isoformat()
+    _ok(
+        run(
+            ["studies", "add", "--zone", "cn", "--id", "role-study", "--title", "Role check",
+             "--ethics", "IRB-1", "--recipient-org", "Example University",
+             "--recipient-country", "CN", "--measures", "8867-4", "--shift-days", "30",
+             "--k", "1", "--expires", expires, "--researcher-client", client_id],
+            env,
+        )
+    )  # fmt: skip
+
+    # Data, then a research export run by the gateway's own export worker.
+    kept = await gateway.enrol("cn", "ROLE-KEPT")
+    erased = await gateway.enrol("cn", "ROLE-ERASED")
+    status, body = await gateway.ingest("cn", [reading("ROLE-KEPT"), reading("ROLE-ERASED")])
+    assert status == 200, body
+    token = await token_for(gateway, client_id, key, "role-researcher", RESEARCH_SCOPES)
+    extract = await export(gateway, Researcher(client_id, token, "cn"), "role-study")
+    assert len(extract.resources("Observation")) == 2
+
+    # Keys: rotate the KEK (re-wraps every data key), re-wrap again, retire the old version.
+    rotated = _ok(run(["keys", "rotate", "--zone", "cn", "--purpose", "kek"], env))
+    assert "every data key is wrapped with kek version 2" in rotated
+    _ok(run(["keys", "rewrap", "--zone", "cn"], env))
+    retired = _ok(run(["keys", "retire", "--zone", "cn", "--version", "1"], env))
+    assert "kek version 1 retired" in retired
+    assert sorted(FileKeyProvider(key_file).load("cn").keys[KeyPurpose.KEK]) == [2]
+
+    # Erasure, then the audit log's chain over everything above.
+    gone = _ok(
+        run(
+            ["subjects", "erase", "--zone", "cn", "--pseudonym", erased,
+             "--reason", "subject-request"],
+            env,
+        )
+    )  # fmt: skip
+    assert "erased; rows deleted: " in gone
+    assert "ok: " in _ok(run(["audit", "verify", "--zone", "cn"], env))
+
+    conn = await asyncpg.connect(roles.owner_dsn)
+    try:
+        subjects = await conn.fetch("SELECT pseudonym FROM subjects")
+    finally:
+        await conn.close()
+    assert [row["pseudonym"] for row in subjects] == [kept]
+
+
+async def test_migrate_and_storage_cluster_refuse_the_gateway_role_in_one_line(
+    roles: Roles,
+) -> None:
+    """The two commands that need the tables' owner say so when given the gateway's DSN, and
+    work with the owner's."""
+    await migrate_database(roles.owner_dsn, zone="cn", grant_to=roles.gateway)
+    conn = await asyncpg.connect(roles.gateway_dsn)
+    try:  # a month long settled, so `storage cluster` has a partition to rewrite
+        await conn.execute(
+            "SELECT observations_ensure_partition($1)", datetime(2021, 3, 1, tzinfo=UTC)
+        )
+    finally:
+        await conn.close()
+
+    def env(dsn: str) -> dict[str, str]:
+        return {"GATEWAY_ZONES": "cn", "GATEWAY_ZONE_CN_DATABASE_URL": dsn}
+
+    for command in (
+        ["storage", "cluster", "--zone", "cn"],
+        ["migrate", "--grant-to", roles.gateway],
+    ):
+        refused = run(command, env(roles.gateway_dsn))
+        assert refused.returncode == 2, refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert refused.stderr.strip().splitlines() == [
+            "wearable-gateway: zone cn: this command needs the database role that owns the "
+            "tables (the migration role's URL), not the gateway's role"
+        ]
+    clustered = _ok(run(["storage", "cluster", "--zone", "cn"], env(roles.owner_dsn)))
+    assert "observations_y2021m03: clustered" in clustered
