@@ -6,11 +6,16 @@ the append-only trigger or change a row. Only `migrate` and `storage cluster` ne
 
 from __future__ import annotations
 
+import asyncio
+import os
+import secrets
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -31,6 +36,8 @@ from tests.conftest import MRN, start_gateway
 from tests.helpers import CN_TZ, reading
 from tests.smart_helpers import token_for
 from tests.web.bulk_export_helpers import RESEARCH_SCOPES, Researcher, export
+
+INIT_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "postgres" / "init-roles.sh"
 
 
 @dataclass(frozen=True)
@@ -234,3 +241,81 @@ async def test_migrate_and_storage_cluster_refuse_the_gateway_role_in_one_line(
         ]
     clustered = _ok(run(["storage", "cluster", "--zone", "cn"], env(roles.owner_dsn)))
     assert "observations_y2021m03: clustered" in clustered
+
+
+async def test_the_compose_init_script_creates_the_owner_and_gateway_roles(
+    pg_server_dsn: str, tmp_path: Path
+) -> None:
+    """deploy/postgres/init-roles.sh, run as the postgres image runs it (the superuser, a fresh
+    database), makes two non-superuser roles with the passwords of the secret files; `migrate`
+    as the owner then works, and the gateway's role cannot touch the audit trigger."""
+    psql = shutil.which("psql")
+    if psql is None:
+        pytest.skip("needs the psql client, which the postgres image runs the script with")
+    suffix = uuid.uuid4().hex[:10]
+    owner, app, database = f"wg_iowner_{suffix}", f"wg_iapp_{suffix}", f"wg_init_{suffix}"
+    passwords = {owner: secrets.token_urlsafe(16), app: secrets.token_urlsafe(16)}
+    for role, password in passwords.items():
+        (tmp_path / role).write_text(password, encoding="utf-8")
+    parts = urlsplit(pg_server_dsn)
+    query = dict(pair.split("=", 1) for pair in parts.query.split("&") if "=" in pair)
+    admin = await asyncpg.connect(pg_server_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+        env = {
+            "PATH": os.environ["PATH"],
+            "PGHOST": parts.hostname or query.get("host", ""),
+            "PGPORT": str(parts.port or query.get("port", 5432)),
+            "POSTGRES_USER": parts.username or "postgres",
+            "POSTGRES_DB": database,
+            "APP_DB_OWNER": owner,
+            "APP_DB_OWNER_PASSWORD_FILE": str(tmp_path / owner),
+            "APP_DB_USER": app,
+            "APP_DB_USER_PASSWORD_FILE": str(tmp_path / app),
+        }
+        if parts.password:
+            env["PGPASSWORD"] = parts.password
+        process = await asyncio.create_subprocess_exec(
+            str(INIT_SCRIPT), env=env, stdout=PIPE, stderr=PIPE
+        )
+        out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+        assert process.returncode == 0, err.decode()
+        for password in passwords.values():
+            assert password.encode() not in out + err
+
+        rows = await admin.fetch(
+            "SELECT rolname, rolsuper, rolcreaterole, rolcreatedb, rolcanlogin, rolpassword "
+            "FROM pg_authid WHERE rolname = ANY($1::text[])",
+            [owner, app],
+        )
+        assert len(rows) == 2
+        for row in rows:
+            assert row["rolcanlogin"]
+            assert not row["rolsuper"]
+            assert not row["rolcreaterole"]
+            assert not row["rolcreatedb"]
+            assert row["rolpassword"].startswith("SCRAM-SHA-256$")
+            assert passwords[row["rolname"]] not in row["rolpassword"]
+        assert (
+            await admin.fetchval(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", database
+            )
+            == owner
+        )
+
+        dsn = dsn_with_database(pg_server_dsn, database)
+        await migrate_database(_as_role(dsn, owner), zone="cn", grant_to=app)
+        conn = await asyncpg.connect(_as_role(dsn, app))
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM audit_events") == 0
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="must be owner"):
+                await conn.execute(
+                    "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only"
+                )
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        for role in (app, owner):
+            await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await admin.close()
