@@ -118,10 +118,6 @@ def next_month(month: datetime) -> datetime:
     return month.replace(month=month.month + 1)
 
 
-def partition_name(month: datetime) -> str:
-    return f"observations_y{month.year:04d}m{month.month:02d}"
-
-
 class ObservationStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
