@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
@@ -77,26 +76,6 @@ async def open_zones(
             await zone.db.close()
         raise
     return ZoneDirectory(opened)
-
-
-def listen(
-    settings: Settings, *, host: str | None = None, port: int | None = None
-) -> tuple[socket.socket, Settings]:
-    """Bind the listening socket, then return settings whose address is the one bound.
-
-    This is where the gateway's base URL is decided, once: the SMART configuration and token
-    `aud`, paging links, `fullUrl`s and Bulk Data URLs all read `Settings.base_url` of the
-    settings `create_app` gets, so they name the port actually listened on (`--port 0`
-    included). An explicit `public_base_url` still wins.
-    """
-    host = host or settings.host
-    port = settings.port if port is None else port
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
-    # SO_REUSEADDR (create_server's default on POSIX), as aiohttp's own sites do: a restart
-    # right after a stop or crash may rebind the port.
-    sock = socket.create_server((host, port), family=family)
-    sock.setblocking(False)
-    return sock, settings.with_overrides(host=host, port=sock.getsockname()[1])
 
 
 def create_app(

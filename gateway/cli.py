@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from aiohttp import web
 
-from gateway.app import create_app, key_provider, listen, load_keyrings, open_zones
+from gateway.app import create_app, key_provider, load_keyrings, open_zones
 from gateway.cli_lifecycle import add_lifecycle_commands
 from gateway.cli_smart import add_client_keygen_command, add_token_command
 from gateway.errors import GatewayError
@@ -44,7 +44,7 @@ from gateway.services.zones import Zone
 from gateway.settings import Settings, load_settings
 from gateway.storage import ZoneDatabase, migrate_database
 from gateway.storage.maintenance import ClusterOutcome, ClusterResult, open_maintenance
-from gateway.web.timeouts import HANDLER_ARGS
+from gateway.web.server import listen, run_until_signalled, serving
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -68,15 +68,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sock, settings = listen(settings, host=args.host, port=args.port)
     app = create_app(settings)
     app.on_startup.append(_settle_heap)
-    web.run_app(
-        app,
-        sock=sock,
-        access_log=None,
-        print=None,
-        shutdown_timeout=args.grace,
-        keepalive_timeout=settings.header_timeout_seconds,
-        handler_args=dict(HANDLER_ARGS),
-    )
+
+    async def run() -> None:
+        async with serving(app, settings, sock, shutdown_timeout=args.grace):
+            await asyncio.Event().wait()  # until SIGTERM or SIGINT
+
+    run_until_signalled(run())
     return 0
 
 
@@ -97,9 +94,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         for name in names:
             if name not in settings.zones:
                 raise GatewayError(f"zone {name} is not configured")
-            applied = await migrate_database(settings.zones[name].database_url)
+            applied = await migrate_database(
+                settings.zones[name].database_url, zone=name, grant_to=args.grant_to
+            )
             done = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "nothing to apply"
             print(f"zone {name}: {done}")
+            if args.grant_to:
+                print(f"zone {name}: role {args.grant_to} has the gateway's grants")
 
     asyncio.run(run())
     return 0
@@ -111,7 +112,9 @@ def cmd_storage_cluster(args: argparse.Namespace) -> int:
         raise GatewayError(f"zone {args.zone} is not configured")
 
     async def run() -> list[ClusterResult]:
-        async with open_maintenance(settings.zones[args.zone].database_url) as maintenance:
+        async with open_maintenance(
+            settings.zones[args.zone].database_url, zone=args.zone
+        ) as maintenance:
             return await cluster_settled_partitions(
                 maintenance,
                 now=datetime.now(UTC),
@@ -582,27 +585,8 @@ def _add_storage_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     cluster.set_defaults(func=cmd_storage_cluster)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="wearable-gateway",
-        description="Wearable readings in, pseudonymised FHIR R4 Observations out, per zone.",
-    )
-    parser.add_argument("--config", type=Path, help="TOML settings file (else GATEWAY_CONFIG)")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    serve = sub.add_parser("serve", help="serve HTTP against the configured zone databases")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--grace", type=float, default=30.0, help="seconds to finish in-flight work")
-    serve.set_defaults(func=cmd_serve)
-
-    migrate = sub.add_parser("migrate", help="apply pending SQL migrations")
-    migrate.add_argument("--zone", help="only this zone (default: every configured zone)")
-    migrate.set_defaults(func=cmd_migrate)
-
-    _add_keys_commands(sub)
-    _add_storage_commands(sub)
-
+def _add_credential_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """vendors, clinics and credentials (API keys); clients (SMART) and `token`."""
     vendors = sub.add_parser("vendors", help="vendor API keys").add_subparsers(
         dest="vendors", required=True
     )
@@ -648,6 +632,34 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("--key-id", required=True)
     revoke.set_defaults(func=cmd_credentials_revoke)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wearable-gateway",
+        description="Wearable readings in, pseudonymised FHIR R4 Observations out, per zone.",
+    )
+    parser.add_argument("--config", type=Path, help="TOML settings file (else GATEWAY_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve HTTP against the configured zone databases")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--grace", type=float, default=30.0, help="seconds to finish in-flight work")
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply pending SQL migrations")
+    migrate.add_argument("--zone", help="only this zone (default: every configured zone)")
+    migrate.add_argument(
+        "--grant-to",
+        metavar="ROLE",
+        help="then grant ROLE (not the tables' owner) what `serve` needs, and no more",
+    )
+    migrate.set_defaults(func=cmd_migrate)
+
+    _add_keys_commands(sub)
+    _add_storage_commands(sub)
+
+    _add_credential_commands(sub)
     _add_audit_commands(sub)
     _add_study_commands(sub)
     add_lifecycle_commands(sub)  # subjects consent|erase, residency report (issue 6)

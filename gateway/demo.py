@@ -18,16 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
-from gateway.app import create_app, listen, load_keyrings, open_zones
+from gateway.app import create_app, load_keyrings, open_zones
 from gateway.logs import configure_logging
 from gateway.privacy import ZoneKeyRing
 from gateway.privacy.provider import FileKeyProvider
 from gateway.services.auth import add_credential
 from gateway.settings import Settings, ZoneSettings
 from gateway.storage import ensure_database, migrate_database
-from gateway.web.timeouts import HANDLER_ARGS
+from gateway.web.server import listen, run_until_signalled, serving
 
 ZONES = {"cn": timezone(timedelta(hours=8)), "eu": timezone(timedelta(hours=1))}
 SITES = {"cn": "hainan-general", "eu": "eu-partner-clinic"}
@@ -178,11 +177,23 @@ def ensure_demo_key_file(key_file: Path, zone: str) -> None:
         FileKeyProvider(key_file).upgrade(zone)
 
 
-async def _prepare(data_dir: Path) -> tuple[Settings, Any]:
+async def _start_postgres(data_dir: Path) -> Any:
     # Imported here: only the demo embeds a server; `serve` never loads it.
     from pgserver.postgres_server import get_server  # noqa: PLC0415
 
-    server = await asyncio.to_thread(get_server, data_dir / "postgres", cleanup_mode="stop")
+    starting = asyncio.ensure_future(
+        asyncio.to_thread(get_server, data_dir / "postgres", cleanup_mode="stop")
+    )
+    try:
+        return await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        # Stopped (SIGTERM, Ctrl-C) while PostgreSQL was starting: stop it as soon as it is up.
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread((await starting).cleanup)
+        raise
+
+
+async def _prepare(data_dir: Path, server: Any) -> Settings:
     zones: dict[str, ZoneSettings] = {}
     for zone in ZONES:
         dsn = await ensure_database(server.get_uri(), f"gateway_{zone}")
@@ -190,7 +201,7 @@ async def _prepare(data_dir: Path) -> tuple[Settings, Any]:
         key_file = data_dir / "keys" / f"{zone}.keys.json"
         ensure_demo_key_file(key_file, zone)
         zones[zone] = ZoneSettings(name=zone, database_url=dsn, key_file=key_file)
-    return Settings(zones=zones, log_level="WARNING"), server
+    return Settings(zones=zones, log_level="WARNING")
 
 
 async def _credentials(settings: Settings) -> dict[str, dict[str, str]]:
@@ -307,20 +318,14 @@ def _summary(
 
 
 async def _run(data_dir: Path, port: int, once: bool) -> int:
-    settings, server = await _prepare(data_dir)
-    runner: web.AppRunner | None = None
+    server = await _start_postgres(data_dir)
+    listener = contextlib.AsyncExitStack()
     try:
+        settings = await _prepare(data_dir, server)
         keys = await _credentials(settings)
         configure_logging(settings.log_level)
         sock, settings = listen(settings, host="127.0.0.1", port=port)
-        runner = web.AppRunner(
-            create_app(settings),
-            access_log=None,
-            keepalive_timeout=settings.header_timeout_seconds,
-            **HANDLER_ARGS,
-        )
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
+        await listener.enter_async_context(serving(create_app(settings), settings, sock))
         base = settings.base_url
         tallies = await _scenario(base, keys)
         summary = _summary(
@@ -329,16 +334,14 @@ async def _run(data_dir: Path, port: int, once: bool) -> int:
         print(summary, flush=True)
         if not once:
             print(f"\nServing on {base} — press Ctrl-C to stop.", flush=True)
-            await asyncio.Event().wait()
+            await asyncio.Event().wait()  # until SIGINT or SIGTERM
         return 0
     finally:
-        if runner is not None:
-            await runner.cleanup()
+        await listener.aclose()
         await asyncio.to_thread(server.cleanup)
 
 
 def run_demo(*, data_dir: Path, port: int, once: bool) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(_run(data_dir.resolve(), port, once))
-    return 0
+    # SIGTERM as well as Ctrl-C stops the demo through its cleanup, embedded PostgreSQL included.
+    return run_until_signalled(_run(data_dir.resolve(), port, once)) or 0

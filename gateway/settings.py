@@ -7,7 +7,8 @@ Secrets (database URLs carry passwords) may come from files: every `*_URL` setti
     GATEWAY_ZONES=cn,eu
     GATEWAY_ZONE_CN_DATABASE_URL=postgresql://...      (or GATEWAY_ZONE_CN_DATABASE_URL_FILE)
     GATEWAY_ZONE_CN_KEY_FILE=/run/secrets/cn.keys.json
-    GATEWAY_HOST, GATEWAY_PORT, GATEWAY_MAX_BODY_BYTES, GATEWAY_MAX_READINGS,
+    GATEWAY_HOST, GATEWAY_PORT, GATEWAY_METRICS_HOST, GATEWAY_METRICS_PORT,
+    GATEWAY_MAX_BODY_BYTES, GATEWAY_MAX_READINGS,
     GATEWAY_MAX_EXPORT_BYTES, GATEWAY_EXPORT_BATCH_READINGS, GATEWAY_WRITE_BATCH_ROWS,
     GATEWAY_WRITE_MAX_WAIT_SECONDS, GATEWAY_WRITE_QUEUE_ROWS, GATEWAY_WRITE_CONCURRENCY,
     GATEWAY_LOOKUP_CACHE_SECONDS,
@@ -55,6 +56,10 @@ class Settings:
     zones: Mapping[str, ZoneSettings]
     host: str = "127.0.0.1"
     port: int = 8080
+    # /metrics on a listener of its own (metrics_host, default: host) when metrics_port is set;
+    # 0 keeps it on the public port, convenient on a laptop. Deployments set it (deploy/).
+    metrics_host: str = ""
+    metrics_port: int = 0
     max_body_bytes: int = 10 * 1024 * 1024
     max_readings: int = 10_000
     # Bulk uploads (Apple Health export.xml) stream in and are stored in batches.
@@ -96,8 +101,8 @@ class Settings:
         for name in self.zones:
             if not _ZONE_NAME.match(name):
                 raise ConfigurationError(f"zone name {name!r} must match {_ZONE_NAME.pattern}")
-        if not 0 <= self.port <= 65535:
-            raise ConfigurationError("port must be between 0 and 65535")
+        if not 0 <= self.port <= 65535 or not 0 <= self.metrics_port <= 65535:
+            raise ConfigurationError("port and metrics_port must be between 0 and 65535")
         for name in (
             "max_body_bytes",
             "max_readings",
@@ -157,6 +162,8 @@ def _require_positive(settings: Settings, *names: str) -> None:
 _SCALARS: dict[str, type] = {
     "host": str,
     "port": int,
+    "metrics_host": str,
+    "metrics_port": int,
     "max_body_bytes": int,
     "max_readings": int,
     "max_export_bytes": int,

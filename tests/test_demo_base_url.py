@@ -19,11 +19,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fhirpy import AsyncFHIRClient
 from jwt.algorithms import ECAlgorithm
 
-from gateway.app import create_app, listen
+from gateway.app import create_app
 from gateway.demo import MRN_SYSTEM, SITES
 from gateway.errors import ConfigurationError
 from gateway.services.smart import JWT_BEARER
 from gateway.settings import Settings
+from gateway.web.server import listen
 from tests.demo_process import Demo, running_demo
 
 SCOPES = "system/Observation.rs system/Patient.rs system/Device.rs"

@@ -279,10 +279,10 @@ def test_compose_gateway_gets_its_zone_settings_from_secrets(
     body = services[f"gateway-{zone}"]
     z = zone.upper()
     assert re.search(rf"^\s+GATEWAY_ZONES: {zone}$", body, re.MULTILINE)
-    assert f"GATEWAY_ZONE_{z}_DATABASE_URL_FILE: /run/secrets/{zone}_database_url" in body
+    assert f"GATEWAY_ZONE_{z}_DATABASE_URL_FILE: /run/secrets/{zone}_gateway_database_url" in body
     assert f"GATEWAY_ZONE_{z}_KEY_FILE: /run/secrets/{zone}_keys" in body
     assert not re.search(r"DATABASE_URL:", body), "a database URL (with password) in plain env"
-    for source in (f"{zone}_database_url", f"{zone}_keys"):
+    for source in (f"{zone}_gateway_database_url", f"{zone}_keys"):
         entry = _secret_entry(body, source)
         assert entry is not None, f"secret {source} is not mounted"
         # The gateway refuses group/other-readable key files; secrets default to 0444.
@@ -294,14 +294,36 @@ def test_compose_gateway_gets_its_zone_settings_from_secrets(
 
 
 @pytest.mark.parametrize("zone", ZONES)
+def test_compose_gateway_keeps_metrics_off_the_public_port_and_names_its_base_url(
+    services: dict[str, str], zone: str
+) -> None:
+    body = services[f"gateway-{zone}"]
+    metrics = re.search(r'^\s+GATEWAY_METRICS_PORT: "?(\d+)"?$', body, re.MULTILINE)
+    assert metrics, "/metrics has a listener of its own"
+    published = re.findall(r'^\s+- "(\d+):(\d+)"$', body, re.MULTILINE)
+    assert published, "the public port is published"
+    assert all(int(inner) != int(metrics[1]) for _, inner in published), "metrics not published"
+    assert "8080" not in metrics[1]
+    assert re.search(r"^\s+GATEWAY_PUBLIC_BASE_URL: \S+$", body, re.MULTILINE)
+
+
+def test_deploy_readme_maintenance_lines_name_the_compose_file() -> None:
+    text = _read(DEPLOY / "README.md")
+    lines = [line for line in text.splitlines() if "docker compose" in line and " run " in line]
+    assert lines
+    for line in lines:
+        assert "docker compose -f deploy/compose.yaml " in line, line
+
+
+@pytest.mark.parametrize("zone", ZONES)
 def test_compose_migration_runs_once_against_a_healthy_database(
     services: dict[str, str], zone: str
 ) -> None:
     body = services[f"migrate-{zone}"]
-    assert f'command: ["migrate", "--zone", "{zone}"]' in body
+    assert f'command: ["migrate", "--zone", "{zone}", "--grant-to", ' in body
     assert 'restart: "no"' in body
     assert re.search(rf"postgres-{zone}:\n\s+condition: service_healthy", body)
-    assert _secret_entry(body, f"{zone}_database_url") is not None
+    assert _secret_entry(body, f"{zone}_owner_database_url") is not None
     assert _secret_entry(body, f"{zone}_keys") is None, "migrate does not need the zone keys"
     build_parser().parse_args(json.loads(re.search(r"command: (\[.*\])", body)[1]))  # type: ignore[index]
 
@@ -318,6 +340,95 @@ def test_compose_database_has_own_volume_password_secret_and_healthcheck(
     assert f"  pgdata-{zone}: {{}}" in _split(compose, 0)["volumes"]
     assert "pg_isready" in _children(compose, "x-postgres")["healthcheck"]
     assert "<<: *postgres" in body
+
+
+def _env(body: str, name: str) -> str:
+    match = re.search(rf"^\s+{name}: (\S+)$", body, re.MULTILINE)
+    assert match, name
+    return match[1]
+
+
+def _url_secret(body: str) -> str:
+    path = _env(body, r"GATEWAY_ZONE_[A-Z0-9]+_DATABASE_URL_FILE")
+    assert path.startswith("/run/secrets/"), path
+    return path.removeprefix("/run/secrets/")
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_compose_database_roles_the_gateway_is_neither_superuser_nor_owner(
+    services: dict[str, str], zone: str
+) -> None:
+    database = services[f"postgres-{zone}"]
+    superuser = _env(database, "POSTGRES_USER")
+    owner, app = _env(database, "APP_DB_OWNER"), _env(database, "APP_DB_USER")
+    assert len({superuser, owner, app}) == 3
+    # migrate connects as the owner and grants the gateway's role; the gateway connects as it.
+    migrate, gateway = services[f"migrate-{zone}"], services[f"gateway-{zone}"]
+    command = json.loads(re.search(r"command: (\[.*\])", migrate)[1])  # type: ignore[index]
+    assert build_parser().parse_args(command).grant_to == app
+    owner_url, gateway_url = _url_secret(migrate), _url_secret(gateway)
+    assert owner_url != gateway_url
+    password_secrets = set(re.findall(r"^\s+- (\w+_password)$", database, re.MULTILINE))
+    assert {owner_url, gateway_url}.isdisjoint(password_secrets)
+    mounted = set(re.findall(r"- source: (\w+)", gateway))
+    assert owner_url not in mounted, "the gateway gets the owner's URL"
+    # What the README tells the operator to write into each URL secret.
+    readme = _read(DEPLOY / "README.md")
+    rows = {
+        row.split("|")[1].strip(" `"): row
+        for row in readme.splitlines()
+        if row.startswith("| `<zone>_")
+    }
+    generic = {name: name.replace(f"{zone}_", "<zone>_", 1) for name in (owner_url, gateway_url)}
+    assert f"postgresql://{owner}:" in rows[generic[owner_url]]
+    assert f"postgresql://{app}:" in rows[generic[gateway_url]]
+    assert f"echo {owner} || echo {app}" in readme  # the script writing the two URLs
+
+
+def test_compose_database_init_script_creates_non_superuser_roles_from_secret_files(
+    services: dict[str, str],
+) -> None:
+    script_path = DEPLOY / "postgres" / "init-roles.sh"
+    assert script_path.stat().st_mode & 0o111, "run (not sourced) by the postgres entrypoint"
+    script = _read(script_path)
+    assert script.startswith("#!/bin/sh\n")
+    assert "set -eu" in script
+    assert "ON_ERROR_STOP=1" in script
+    creates = re.findall(r"^CREATE ROLE (.*?);$", script, re.MULTILINE | re.DOTALL)
+    assert len(creates) == 2
+    for create in creates:
+        for attribute in ("LOGIN", "NOSUPERUSER", "NOCREATEDB", "NOCREATEROLE", "NOBYPASSRLS"):
+            assert attribute in create.split(), create
+        assert re.search(r"PASSWORD :'\w+_password'$", create), "a psql variable, not a literal"
+    assert "PASSWORD '" not in script
+    # Each password variable is read from the file its *_FILE variable names, inside psql.
+    for variable in ("owner", "app"):
+        assert f"\\set {variable}_password `cat :'{variable}_file'`" in script
+    assert 'ALTER DATABASE :"database" OWNER TO :"owner";' in script
+    assert 'GRANT CONNECT ON DATABASE :"database" TO :"app";' in script
+    for zone in ZONES:
+        body = services[f"postgres-{zone}"]
+        assert re.search(
+            r"^\s+- \./postgres/init-roles\.sh:/docker-entrypoint-initdb\.d/[\w-]+\.sh:ro$",
+            body,
+            re.MULTILINE,
+        )
+        for name in [*re.findall(r"\$\{(\w+_FILE):", script), "POSTGRES_PASSWORD_FILE"]:
+            secret = _env(body, name).removeprefix("/run/secrets/")
+            assert re.search(rf"^\s+- {secret}$", body, re.MULTILINE), f"{name}: not a secret"
+
+
+def test_compose_file_settings_point_at_secrets_mounted_in_the_same_service(
+    services: dict[str, str],
+) -> None:
+    for name, body in services.items():
+        for variable, path in re.findall(r"^\s+(\w+_FILE): (\S+)$", body, re.MULTILINE):
+            if variable.endswith("_KEY_FILE") and name.startswith("migrate-"):
+                continue  # required by the settings, never opened by migrate (compose.yaml)
+            assert path.startswith("/run/secrets/"), (name, variable)
+            secret = path.removeprefix("/run/secrets/")
+            mounted = re.search(rf"^\s+- (source: )?{secret}$", body, re.MULTILINE)
+            assert mounted, f"{name}: {variable} names an unmounted secret"
 
 
 def test_compose_gateway_containers_are_locked_down(compose: str, services: dict[str, str]) -> None:
@@ -343,7 +454,7 @@ def test_compose_secrets_are_files_under_deploy_secrets(
     used = set()
     for body in services.values():
         used |= set(re.findall(r"- source: (\w+)", body))
-        used |= set(re.findall(r"^\s+- (\w+_postgres_password)$", body, re.MULTILINE))
+        used |= set(re.findall(r"^\s+- (\w+_password)$", body, re.MULTILINE))
     assert used == set(defined)
     for name, body in defined.items():
         assert body.strip() == f"file: ./secrets/{name}"

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from gateway.errors import ZoneUnavailable
+from gateway.errors import ConfigurationError, ZoneUnavailable
 from gateway.storage import schema
 from gateway.storage.audit import AuditStore
 from gateway.storage.credentials import CredentialStore
@@ -62,6 +62,21 @@ def is_unavailable(exc: BaseException) -> bool:
         state = str(getattr(exc, "sqlstate", "") or "")
         return state in _UNAVAILABLE_SQLSTATES or state.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
     return False
+
+
+def connect_failure(exc: Exception, zone: str | None) -> Exception:
+    """What to raise when a connection to a zone database could not be opened: a one-line
+    `GatewayError` for the failures an operator meets (no such database, credentials refused,
+    nothing answering), `exc` itself for anything else. Never the URL: it may hold a password."""
+    where = f"zone {zone}: " if zone else ""
+    state = str(getattr(exc, "sqlstate", "") or "")
+    if state == "3D000":
+        return ConfigurationError(f"{where}the database does not exist (create it, then migrate)")
+    if state.startswith("28"):  # class 28: invalid authorization specification
+        return ConfigurationError(f"{where}the database refused the role or its password")
+    if is_unavailable(exc):
+        return ZoneUnavailable(f"{where}database did not answer")
+    return exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +158,8 @@ class ZoneDatabase:
                 # Each zone's sessions identify themselves in pg_stat_activity.
                 server_settings={"application_name": f"wearable-gateway/{zone}"},
             )
-        except UNAVAILABLE_ERRORS as exc:
-            raise ZoneUnavailable(f"zone {zone}: database did not answer") from exc
+        except Exception as exc:
+            raise connect_failure(exc, zone) from exc
         # Every later use of the pool is one operation with one deadline (storage/pool.py).
         pool = ZonePool(raw, command_timeout)
         database = cls(zone, pool, max_size, writer_settings, on_batch)
@@ -202,14 +217,34 @@ async def ensure_database(server_dsn: str, database: str) -> str:
 
 
 @asynccontextmanager
-async def admin_connection(dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(dsn)
+async def admin_connection(
+    dsn: str, *, zone: str | None = None
+) -> AsyncIterator[asyncpg.Connection]:
+    """One connection for a schema or upkeep command (`migrate`, `storage cluster`): these need
+    the role that owns the tables. Run with the gateway's role instead (deploy/: it has grants,
+    owns nothing), PostgreSQL refuses with 42501; that is one line, not a traceback."""
+    try:
+        conn = await asyncpg.connect(dsn)
+    except Exception as exc:
+        raise connect_failure(exc, zone) from exc
     try:
         yield conn
+    except asyncpg.InsufficientPrivilegeError as exc:
+        where = f"zone {zone}: " if zone else ""
+        raise ConfigurationError(
+            f"{where}this command needs the database role that owns the tables (the migration "
+            "role's URL), not the gateway's role"
+        ) from exc
     finally:
         await conn.close()
 
 
-async def migrate_database(dsn: str) -> list[schema.Migration]:
-    async with admin_connection(dsn) as conn:
-        return await schema.migrate(conn)
+async def migrate_database(
+    dsn: str, *, zone: str | None = None, grant_to: str | None = None
+) -> list[schema.Migration]:
+    """Apply pending migrations; with `grant_to`, then give that role what the gateway needs."""
+    async with admin_connection(dsn, zone=zone) as conn:
+        applied = await schema.migrate(conn)
+        if grant_to is not None:
+            await schema.grant_gateway_role(conn, grant_to)
+        return applied

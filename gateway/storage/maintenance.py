@@ -29,6 +29,7 @@ from typing import Final
 
 import asyncpg
 
+from gateway.storage.database import admin_connection
 from gateway.storage.observations import next_month
 
 # The search index every per-patient Observation search walks (migration 0009).
@@ -125,10 +126,9 @@ class PartitionMaintenance:
 
 
 @asynccontextmanager
-async def open_maintenance(dsn: str) -> AsyncIterator[PartitionMaintenance]:
+async def open_maintenance(
+    dsn: str, *, zone: str | None = None
+) -> AsyncIterator[PartitionMaintenance]:
     """A maintenance session on its own connection to the zone database at `dsn`."""
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with admin_connection(dsn, zone=zone) as conn:
         yield PartitionMaintenance(conn)
-    finally:
-        await conn.close()

@@ -117,10 +117,6 @@ def next_month(month: datetime) -> datetime:
     return month.replace(month=month.month + 1)
 
 
-def partition_name(month: datetime) -> str:
-    return f"observations_y{month.year:04d}m{month.month:02d}"
-
-
 class ObservationStore:
     def __init__(self, pool: ZonePool) -> None:
         self._pool = pool
@@ -141,12 +137,9 @@ class ObservationStore:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _PARTITION_LOCK_ID)
             for month in sorted(missing):
-                # Identifiers and bounds come from datetime fields, never from input text.
-                await conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {partition_name(month)} "
-                    f"PARTITION OF observations FOR VALUES FROM ('{month.isoformat()}') "
-                    f"TO ('{next_month(month).isoformat()}')"
-                )
+                # Through the table owner's function (migration 0012): the gateway's own role
+                # need not own the tables, and cannot create a partition itself.
+                await conn.execute("SELECT observations_ensure_partition($1)", month)
         self._known_partitions |= missing
 
     async def insert_many(self, rows: Sequence[ObservationRow]) -> list[Outcome]:

@@ -13,7 +13,7 @@ from types import MappingProxyType
 import asyncpg
 
 from gateway.devices import MAKERS, MODEL_FAMILIES
-from gateway.errors import SchemaVersionMismatch
+from gateway.errors import ConfigurationError, SchemaVersionMismatch
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Serialises concurrent `migrate` runs against one database (an arbitrary, fixed lock id).
@@ -21,6 +21,13 @@ _MIGRATION_LOCK_ID = 0x5747_0001
 # A migration waiting on a lock held by live traffic must give up rather than stall the zone.
 _LOCK_TIMEOUT = "5s"
 _STATEMENT_TIMEOUT = "15min"
+
+
+_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Tables the gateway only reads or appends to: the audit log (append-only, 0005) and the schema
+# version it checks at start-up.
+_APPEND_ONLY = ("audit_events",)
+_READ_ONLY = ("schema_migrations",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,3 +149,35 @@ async def check_version(conn: asyncpg.Connection, zone: str) -> None:
             f"zone {zone}: database schema is at version {version}, newer than this gateway "
             f"({LATEST_VERSION}); upgrade the gateway"
         )
+
+
+async def grant_gateway_role(conn: asyncpg.Connection, role: str) -> None:
+    """Give `role` (which must not own the tables) what the running gateway needs and no more:
+    read and write on the application's tables, but only SELECT and INSERT on the audit log and
+    SELECT on schema_migrations, and the partition function of 0012. Run by the tables' owner
+    (the migration role); default privileges extend the same grants to tables it creates later.
+    Idempotent: `migrate --grant-to` runs it after every migration."""
+    if not _ROLE_NAME.match(role):
+        raise ConfigurationError("a role name is lower-case letters, digits and underscores")
+    if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+        raise ConfigurationError(f"role {role} does not exist (create it first)")
+    owns = await conn.fetchval(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner = $1", role
+    )
+    if owns:
+        raise ConfigurationError(f"role {role} owns tables: the gateway's role must not")
+    quoted = f'"{role}"'  # checked against _ROLE_NAME above
+    special = ", ".join(_APPEND_ONLY + _READ_ONLY)
+    async with conn.transaction():
+        await conn.execute(f"""
+            GRANT USAGE ON SCHEMA public TO {quoted};
+            GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted};
+            REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {special} FROM {quoted};
+            GRANT INSERT ON {", ".join(_APPEND_ONLY)} TO {quoted};
+            GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted};
+            GRANT EXECUTE ON FUNCTION observations_ensure_partition(timestamptz) TO {quoted};
+            ALTER DEFAULT PRIVILEGES IN SCHEMA public
+                GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {quoted};
+            ALTER DEFAULT PRIVILEGES IN SCHEMA public
+                GRANT USAGE, SELECT ON SEQUENCES TO {quoted};
+        """)

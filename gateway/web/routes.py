@@ -14,12 +14,15 @@ from gateway.web import (
     subjects,
 )
 from gateway.web.fhir import bulk_export, device, metadata, observation, patient
+from gateway.web.keys import SETTINGS
 
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
-    app.router.add_get("/metrics", health.metrics)
+    if not app[SETTINGS].metrics_port:
+        # Otherwise on a listener of its own only (gateway/web/server.py, metrics_app).
+        app.router.add_get("/metrics", health.metrics)
     app.router.add_post("/v1/subjects", subjects.post_subject)
     # Consent changes and erasure by the enrolling clinic (issue 6).
     app.router.add_patch("/v1/subjects/{pseudonym}/consent", subject_lifecycle.patch_consent)

@@ -12,7 +12,6 @@ import pytest
 
 from gateway.models import ObservationRow, Outcome
 from gateway.storage import ZoneDatabase
-from gateway.storage.observations import partition_name
 from tests.conftest import DatabaseFactory
 from tests.helpers import fetch
 
@@ -119,10 +118,9 @@ async def test_a_new_version_with_another_time_moves_the_record_to_that_months_p
     assert await db.observations.insert_many([row(2, at=APRIL)]) == [Outcome.UPDATED]
 
     assert await current(dsn) == [(2, 70.0, APRIL)]
-    march = partition_name(datetime(2026, 3, 1, tzinfo=UTC))
-    april = partition_name(datetime(2026, 4, 1, tzinfo=UTC))
-    assert await fetch(dsn, f"SELECT 1 FROM {march}") == []  # names come from dates
-    assert len(await fetch(dsn, f"SELECT 1 FROM {april}")) == 1
+    # Partitions are named by their UTC month (observations_ensure_partition, migration 0012).
+    assert await fetch(dsn, "SELECT 1 FROM observations_y2026m03") == []
+    assert len(await fetch(dsn, "SELECT 1 FROM observations_y2026m04")) == 1
     [kept] = await fetch(dsn, "SELECT effective_start FROM observation_versions")
     assert kept["effective_start"] == MARCH
 

@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from gateway.app import create_app
 from gateway.settings import Settings
-from gateway.web.timeouts import HANDLER_ARGS
+from gateway.web.server import listen
+from gateway.web.server import serving as serve_app
 from tests.conftest import Gateway, start_gateway
 
 HEAD = (
@@ -75,22 +75,11 @@ async def test_a_body_that_trickles_past_the_deadline_gets_408(
 
 @contextlib.asynccontextmanager
 async def serving(settings: Settings) -> AsyncIterator[tuple[str, int]]:
-    """The app served as `wearable-gateway serve` and `demo` serve it, on a free loopback port.
-    (aiohttp's TestServer drops request-handler options, so it cannot stand in here.)"""
-    runner = web.AppRunner(
-        create_app(settings),
-        access_log=None,
-        keepalive_timeout=settings.header_timeout_seconds,
-        **HANDLER_ARGS,
-    )
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield host, port
-    finally:
-        await runner.cleanup()
+    """The app served as `wearable-gateway serve` and `demo` serve it (gateway/web/server.py), on
+    a free loopback port. (aiohttp's TestServer drops request-handler options.)"""
+    sock, settings = listen(settings, host="127.0.0.1", port=0)
+    async with serve_app(create_app(settings), settings, sock) as at:
+        yield at.host, at.port
 
 
 async def test_a_request_head_that_never_completes_loses_its_connection(
