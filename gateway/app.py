@@ -21,6 +21,7 @@ from gateway.storage import WriterSettings, ZoneDatabase
 from gateway.web.keys import ADAPTERS, EXPORT_WORKERS, METRICS, RATE_LIMITS, SETTINGS, ZONES
 from gateway.web.middleware import observe
 from gateway.web.ratelimit import TokenBuckets
+from gateway.web.request_line import refuse_control_characters
 from gateway.web.routes import setup_routes
 from gateway.web.timeouts import deadline
 
@@ -91,7 +92,10 @@ def create_app(
     if missing:
         raise ConfigurationError(f"no key ring for zones {', '.join(sorted(missing))}")
 
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[observe, deadline])
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[observe, deadline, refuse_control_characters],
+    )
     app[SETTINGS] = settings
     metrics = GatewayMetrics()
     app[METRICS] = metrics

@@ -3,7 +3,9 @@ nobody parses messages. Messages never carry identifiers, measured values or key
 
     GatewayError
     ├── BadRequest                 400  invalid-body (and subclasses' own codes)
-    │   └── InvalidJSON            400  invalid-json
+    │   ├── InvalidJSON            400  invalid-json
+    │   ├── UndecodableBody        400  undecodable-body (corrupt content coding, body cut short)
+    │   └── ControlCharacter       400  control-character (in a path, query or form field)
     ├── Unauthenticated            401  unauthenticated
     ├── Forbidden                  403  forbidden
     ├── NotFound                   404  not-found
@@ -13,6 +15,7 @@ nobody parses messages. Messages never carry identifiers, measured values or key
     │   └── AlreadyEnrolled        409  already-enrolled
     ├── PayloadTooLarge            413  payload-too-large
     ├── UnsupportedMediaType       415  unsupported-media-type
+    │   └── UnsupportedContentEncoding 415  unsupported-content-encoding (with Accept-Encoding)
     ├── ZoneNotServed              421  zone-not-served
     ├── RateLimited                429  rate-limited (with Retry-After)
     ├── ZoneUnavailable            503  zone-unavailable (with Retry-After)
@@ -43,6 +46,21 @@ class BadRequest(GatewayError):
 
 class InvalidJSON(BadRequest):
     code = "invalid-json"
+
+
+class UndecodableBody(BadRequest):
+    """The body's bytes could not be read as sent: data that is not valid under its declared
+    Content-Encoding, or a body that ended before its Content-Length or chunked framing said.
+    400, not 415: the coding is one we accept, its content is malformed (RFC 9110 §15.5.1)."""
+
+    code = "undecodable-body"
+
+
+class ControlCharacter(BadRequest):
+    """A path segment, query value or form field with a control character that no FHIR string
+    may hold (gateway.lexical.is_fhir_string), e.g. NUL."""
+
+    code = "control-character"
 
 
 class Unauthenticated(GatewayError):
@@ -91,6 +109,17 @@ class PayloadTooLarge(GatewayError):
 class UnsupportedMediaType(GatewayError):
     status = 415
     code = "unsupported-media-type"
+
+
+class UnsupportedContentEncoding(UnsupportedMediaType):
+    """A Content-Encoding the gateway does not decode (RFC 9110 §8.4, §15.5.16: 415, with
+    Accept-Encoding naming the codings it does accept, §12.5.3)."""
+
+    code = "unsupported-content-encoding"
+
+    def __init__(self, message: str, *, accepted: str) -> None:
+        super().__init__(message)
+        self.accepted = accepted
 
 
 class ZoneNotServed(GatewayError):

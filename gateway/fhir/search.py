@@ -27,12 +27,12 @@ from typing import Final
 
 from gateway.errors import BadRequest
 from gateway.fhir.dates import DateCondition, InvalidDate, Prefix, parse_date_condition
+from gateway.lexical import FHIR_ID, ascii_int, is_ascii_decimal
 
 DEFAULT_COUNT: Final = 50
 MAX_COUNT: Final = 1000
 LASTN_MAX: Final = 100
-# FHIR R4 id datatype (datatypes.html#id).
-ID_PATTERN: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+ID_PATTERN: Final = FHIR_ID
 _MAX_VALUES: Final = 100  # OR-values in one parameter; bounds the SQL a request can build
 _MAX_VALUE_LENGTH: Final = 512
 
@@ -242,6 +242,8 @@ def parse_quantity(text: str) -> Quantity:
     match = _QUANTITY_PREFIX.fullmatch(pieces[0])
     if match is None:
         raise InvalidSearch("a quantity is [prefix]number[|system|code]")
+    if not is_ascii_decimal(match["number"]):
+        raise InvalidSearch("a quantity's number is a decimal")
     try:
         number = Decimal(match["number"])
     except InvalidOperation:
@@ -281,10 +283,11 @@ def _parse_value(kind: ParamType, name: str, text: str, now: datetime) -> Value:
 
 
 def _count(text: str) -> int:
-    if not text.isdigit():
+    count = ascii_int(text)
+    if count is None:
         raise InvalidSearch("_count is a non-negative integer")
     # search.html §2.1.1.8.1 "_count": the server may return fewer than asked.
-    return min(int(text), MAX_COUNT)
+    return min(count, MAX_COUNT)
 
 
 @dataclass(slots=True)

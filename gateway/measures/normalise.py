@@ -5,6 +5,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from gateway.devices import describe
+from gateway.lexical import is_fhir_string
 from gateway.measures.table import MAX_RATE_PER_MINUTE, MEASURES
 from gateway.models import (
     CandidateReading,
@@ -40,12 +41,9 @@ def normalise(
     Pure: the same candidate and `now` always give the same result. Rejection messages name
     measures, components, units and bounds, never a payload value or identifier.
     """
-    measure = measures.get(candidate.measure)
-    if measure is None:
-        return Rejection(
-            RejectionCode.UNSUPPORTED_TYPE,
-            f"measure type is not supported; supported types: {', '.join(measures)}",
-        )
+    measure = _measure(candidate, measures)
+    if isinstance(measure, Rejection):
+        return measure
 
     values = _measured_values(measure, candidate.quantities)
     if isinstance(values, Rejection):
@@ -78,6 +76,41 @@ def normalise(
         record_key=candidate.record_key,
         record_version=candidate.record_version,
     )
+
+
+def _measure(candidate: CandidateReading, measures: Mapping[str, Measure]) -> Measure | Rejection:
+    if (field := _control_character_field(candidate)) is not None:
+        return Rejection(RejectionCode.INVALID_READING, f"{field} contains a control character")
+    measure = measures.get(candidate.measure)
+    if measure is None:
+        return Rejection(
+            RejectionCode.UNSUPPORTED_TYPE,
+            f"measure type is not supported; supported types: {', '.join(measures)}",
+        )
+    return measure
+
+
+def _control_character_field(candidate: CandidateReading) -> str | None:
+    """The first text field of `candidate`, from any adapter, that no FHIR string may hold
+    (NUL and other controls below U+0020 but tab, LF, CR): such text would either be refused by
+    PostgreSQL (NUL) or end up in an invalid Observation or Device."""
+    fields = {
+        "subject.system": candidate.subject.system,
+        "subject.value": candidate.subject.value,
+        "device.id": candidate.device.id,
+        "device.model": candidate.device.model,
+        "device.manufacturer": candidate.device.manufacturer,
+        "type": candidate.measure,
+        "record id": candidate.vendor_record_id,
+        "zone": candidate.declared_zone,
+        "statistic": candidate.statistic,
+        "record key": candidate.record_key,
+        **{f"unit of {name}": quantity.unit for name, quantity in candidate.quantities.items()},
+    }
+    for name, text in fields.items():
+        if text is not None and not is_fhir_string(text):
+            return name
+    return None
 
 
 def _measured_values(

@@ -26,6 +26,7 @@ from typing import Final
 import orjson
 
 from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound, RateLimited
+from gateway.lexical import is_fhir_string
 from gateway.logs import event
 from gateway.residency.export_policy import (
     POLICY_VERSION,
@@ -247,6 +248,12 @@ def parse_export_request(
     since: datetime | None = None
     filters: list[TypeFilter] = []
     for name, value in parameters:
+        # A POSTed Parameters resource is JSON, which can carry "\u0000": the request line's
+        # check (gateway.web.request_line) covers the query only.
+        if not is_fhir_string(value):
+            raise InvalidExportRequest(
+                "kick-off parameter values must not contain control characters"
+            )
         if name not in _PARAMETERS:
             raise InvalidExportRequest(
                 f"supported kick-off parameters: {', '.join(sorted(_PARAMETERS))}"

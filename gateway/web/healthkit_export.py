@@ -17,11 +17,12 @@ from aiohttp import web
 
 from gateway.adapters.healthkit.adapter import EXPORT_DEVICE_FALLBACK, XML_TYPES, SubjectRequired
 from gateway.adapters.healthkit.export import CHUNK_BYTES, ExportStream
-from gateway.errors import GatewayError, PayloadTooLarge, UnsupportedMediaType
+from gateway.errors import GatewayError, UnsupportedMediaType
 from gateway.logs import event
 from gateway.models import Identifier, IngestContext, Outcome, ParsedItem
 from gateway.services.auth import authenticate
 from gateway.services.bulk_ingest import BulkTally, ingest_batches
+from gateway.web.body import stream_body
 from gateway.web.keys import METRICS, SETTINGS, ZONES
 from gateway.web.middleware import request_id
 from gateway.web.ratelimit import throttle
@@ -58,20 +59,14 @@ async def post_export(request: web.Request) -> web.Response:
     if request.content_type not in XML_TYPES:
         raise UnsupportedMediaType("an export upload is application/xml (Apple Health export.xml)")
     subject = _subject(request.query)
-    limit = settings.max_export_bytes
-    if (request.content_length or 0) > limit:
-        raise PayloadTooLarge(f"an export upload may be at most {limit} bytes")
+    chunks = stream_body(request, limit=settings.max_export_bytes, chunk_bytes=CHUNK_BYTES)
 
     stream = ExportStream(subject, EXPORT_DEVICE_FALLBACK)
     batch_size = settings.export_batch_readings
 
     async def batches() -> AsyncIterator[Sequence[ParsedItem]]:
-        received = 0
         pending: list[ParsedItem] = []
-        async for chunk in request.content.iter_chunked(CHUNK_BYTES):
-            received += len(chunk)
-            if received > limit:
-                raise PayloadTooLarge(f"an export upload may be at most {limit} bytes")
+        async for chunk in chunks:
             pending.extend(stream.feed(chunk))
             while len(pending) >= batch_size:
                 yield pending[:batch_size]

@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from gateway.errors import NotFound, PayloadTooLarge, UnsupportedMediaType
+from gateway.errors import NotFound, UnsupportedMediaType
 from gateway.models import IngestContext, Outcome
 from gateway.services.auth import authenticate
 from gateway.services.ingest import IngestResult, ingest
+from gateway.web.body import read_body
 from gateway.web.keys import ADAPTERS, METRICS, SETTINGS, ZONES
 from gateway.web.middleware import annotate, request_id
 from gateway.web.ratelimit import throttle
@@ -59,9 +60,7 @@ async def post_readings(request: web.Request) -> web.Response:
         raise UnsupportedMediaType(
             f"format {adapter.name} accepts {', '.join(sorted(adapter.media_types))}"
         )
-    if (request.content_length or 0) > settings.max_body_bytes:
-        raise PayloadTooLarge(f"request body is larger than {settings.max_body_bytes} bytes")
-    body = await request.read()
+    body = await read_body(request, limit=settings.max_body_bytes)
     received_at = datetime.now(UTC)
     items = adapter.parse(body, request.content_type)
 

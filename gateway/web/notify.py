@@ -15,9 +15,8 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from gateway.errors import BadRequest, UnsupportedMediaType
 from gateway.logs import event
 from gateway.services.auth import Principal, authenticate
 from gateway.services.notifications import (
@@ -25,7 +24,8 @@ from gateway.services.notifications import (
     NotificationOutcome,
     record_withings_notification,
 )
-from gateway.web.keys import METRICS, SETTINGS, ZONES
+from gateway.web.body import read_form
+from gateway.web.keys import METRICS, ZONES
 from gateway.web.middleware import request_id
 from gateway.web.ratelimit import throttle
 
@@ -55,20 +55,12 @@ async def check_withings(request: web.Request) -> web.Response:
 
 async def post_withings(request: web.Request) -> web.Response:
     principal = await _principal(request)
-    settings = request.app[SETTINGS]
     if request.content_type not in _FORM_TYPES:
         raise UnsupportedMediaType(
             "Withings notifications are application/x-www-form-urlencoded (or multipart/form-data)"
         )
-    if (request.content_length or 0) > settings.max_body_bytes:
-        raise PayloadTooLarge(f"request body is larger than {settings.max_body_bytes} bytes")
     try:
-        try:
-            form = await request.post()
-        # Undecodable percent-escapes, an unknown charset, broken multipart framing or part
-        # headers: all the client's doing.
-        except (ValueError, LookupError, HttpProcessingError) as exc:
-            raise BadRequest("the body is not a readable form") from exc
+        form = await read_form(request)
         result = await record_withings_notification(request.app[ZONES], principal, form)
     except BadRequest:
         _observe(request, principal, NotificationOutcome.INVALID, appli=None)

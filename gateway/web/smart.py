@@ -12,9 +12,8 @@ import logging
 from datetime import UTC, datetime
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway.errors import RateLimited
+from gateway.errors import BadRequest, RateLimited, UndecodableBody, UnsupportedMediaType
 from gateway.logs import event
 from gateway.services.smart import (
     CLIENT_CREDENTIALS,
@@ -24,10 +23,11 @@ from gateway.services.smart import (
     issue_token,
 )
 from gateway.settings import Settings
+from gateway.web.body import read_form
 from gateway.web.keys import SETTINGS, ZONES
 from gateway.web.middleware import request_id
 from gateway.web.ratelimit import throttle
-from gateway.web.responses import error_response, json_response
+from gateway.web.responses import close_connection, error_response, json_response
 
 log = logging.getLogger("gateway.smart")
 
@@ -54,8 +54,10 @@ async def _form(request: web.Request) -> dict[str, str]:
     if request.content_type != _FORM:
         raise TokenRequestError(f"the token request must be {_FORM} (RFC 6749 §4.4.2)")
     try:
-        raw = await request.post()
-    except (ValueError, LookupError, HttpProcessingError) as exc:  # e.g. an unknown charset
+        raw = await read_form(request)
+    # An unknown charset or content coding, a corrupt body, a control character: OAuth clients
+    # parse `invalid_request`, not the gateway's error codes.
+    except (BadRequest, UnsupportedMediaType) as exc:
         raise TokenRequestError("the token request body is not a readable form") from exc
     form: dict[str, str] = {}
     for name, value in raw.items():
@@ -80,7 +82,10 @@ async def post_token(request: web.Request) -> web.Response:
     except TokenRequestError as error:
         # The code only: the description may describe what the (unauthenticated) caller sent.
         event(log, "smart.token_refused", request_id=request_id(request), error=error.code)
-        return _oauth_error(error)
+        refused = _oauth_error(error)
+        if isinstance(error.__cause__, UndecodableBody):
+            close_connection(refused)
+        return refused
     except RateLimited as error:  # counted and logged by `throttle`
         refused = error_response(error, request_id(request))
         refused.headers.update(_NO_STORE)

@@ -15,6 +15,7 @@ from gateway.services.clinics import Clinic, authenticate_clinic
 from gateway.services.consent import change_consent
 from gateway.services.erase import ErasureReason, erase
 from gateway.services.smart import Permission
+from gateway.web.body import read_body
 from gateway.web.keys import ZONES
 from gateway.web.middleware import request_id
 from gateway.web.ratelimit import throttle
@@ -36,7 +37,7 @@ async def _clinic(request: web.Request) -> Clinic:
 
 
 async def _json_object(request: web.Request, *, required: bool) -> dict[str, Any]:
-    body = await request.read()
+    body = await read_body(request)
     if not body and not required:
         return {}
     if request.content_type != "application/json":

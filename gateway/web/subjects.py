@@ -12,10 +12,12 @@ import orjson
 from aiohttp import web
 
 from gateway.errors import BadRequest, InvalidJSON, UnsupportedMediaType
+from gateway.lexical import is_fhir_string
 from gateway.logs import event
 from gateway.models import Consent, Enrolment, Identifier, Sex
 from gateway.services.clinics import authenticate_clinic
 from gateway.services.enrol import enrol
+from gateway.web.body import read_body
 from gateway.web.keys import METRICS, ZONES
 from gateway.web.middleware import request_id
 from gateway.web.ratelimit import throttle
@@ -31,6 +33,8 @@ _SITE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 def _text(value: Any, path: str) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > _MAX_TEXT:
         raise BadRequest(f"{path} must be a non-empty string of at most {_MAX_TEXT} characters")
+    if not is_fhir_string(value):
+        raise BadRequest(f"{path} must not contain control characters")
     return value
 
 
@@ -98,7 +102,7 @@ async def post_subject(request: web.Request) -> web.Response:
     throttle(request, zone=clinic.zone, credential_id=clinic.actor)
     if request.content_type != "application/json":
         raise UnsupportedMediaType("enrolment accepts application/json")
-    enrolment = parse_enrolment(await request.read())
+    enrolment = parse_enrolment(await read_body(request))
     metrics = request.app[METRICS]
     try:
         enrolled = await enrol(request.app[ZONES], clinic, enrolment)

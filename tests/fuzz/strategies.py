@@ -10,8 +10,10 @@ so a mutation can put any of those anywhere in an otherwise valid document.
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +115,52 @@ NASTY_STRINGS: list[Any] = [
     "2026-11-30 08:00:00 +0800",
     "1e308",
     "NaN",
+    # Control characters (PostgreSQL text/jsonb refuse NUL) and digits int() reads but no wire
+    # format writes (issue 11): superscript three, Arabic-Indic, fullwidth, Devanagari.
+    "a\u0000b",
+    "\u0001",
+    "x\u001fy",
+    "\u007f",
+    "\u00b3",
+    "\u0661\u0662",
+    "\uff11",
+    "\u0967",
 ]
+
+# Text for path segments and query values: the same classes, percent-encoded by the client.
+URL_HOSTILE = ["a\u0000b", "\u0000", "\u0001", "x\u001fy", "\u00b3", "\u0661", "\uff11", "1\u00b9"]
+URL_TEXT = st.one_of(
+    st.sampled_from(URL_HOSTILE),
+    st.sampled_from([t for t in NASTY_STRINGS if len(t) < 200]),
+    st.text(alphabet=st.characters(categories=["Nd", "No", "Cc"]), min_size=1, max_size=4),
+)
+
+
+# --- content codings --------------------------------------------------------------------------
+
+
+@st.composite
+def content_encoded(draw: st.DrawFn, body: bytes) -> tuple[str, bytes]:
+    """(Content-Encoding, bytes): `body` sent plain, properly compressed, compressed then cut or
+    spliced, not compressed at all under a coding, or under a coding the gateway does not take."""
+    coding = draw(
+        st.sampled_from(
+            ["gzip", "deflate", "gzip", "GZIP", "identity", "x-gzip", "gzip, gzip", "compress"]
+        )
+    )
+    if coding in ("identity", "x-gzip", "gzip, gzip", "compress"):
+        return coding, body
+    packed = gzip.compress(body) if coding.lower() == "gzip" else zlib.compress(body)
+    damage = draw(st.sampled_from(["plain", "splice", "cut", "none"]))
+    if damage == "cut":
+        packed = packed[: draw(st.integers(0, max(len(packed) - 1, 0)))]
+    elif damage == "splice":
+        at = draw(st.integers(0, len(packed)))
+        packed = packed[:at] + draw(st.binary(min_size=1, max_size=8)) + packed[at:]
+    elif damage == "plain":
+        packed = body
+    return coding, packed
+
 
 scalars = st.one_of(
     st.none(),

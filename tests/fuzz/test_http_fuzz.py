@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+from urllib.parse import quote
 
 import asyncpg
 from hypothesis import HealthCheck, given, settings
@@ -18,11 +19,14 @@ from tests.adapters.omh.samples import USER_ID
 from tests.conftest import Gateway
 from tests.fuzz.strategies import (
     MEDIA_TYPES,
+    URL_TEXT,
+    content_encoded,
     gentle_json_bodies,
     json_bodies,
     ndjson_bodies,
     xml_bodies,
 )
+from tests.smart_helpers import client_token
 
 T = TypeVar("T")
 PER_READING = {200, 207, 422}
@@ -49,8 +53,9 @@ async def row_counts(connections: dict[str, asyncpg.Connection]) -> dict[str, in
 
 
 @st.composite
-def requests(draw: st.DrawFn) -> tuple[str, str, bytes]:
-    """(path, content type, body): mostly well-addressed hostile bodies, some misaddressed."""
+def requests(draw: st.DrawFn) -> tuple[str, str, bytes, str | None]:
+    """(path, content type, body, Content-Encoding): mostly well-addressed hostile bodies, some
+    misaddressed, some in a content coding (valid, damaged or unsupported)."""
     fmt = draw(st.sampled_from(sorted(MEDIA_TYPES)))
     media_type = draw(st.sampled_from(MEDIA_TYPES[fmt]))
     body = draw(
@@ -74,7 +79,8 @@ def requests(draw: st.DrawFn) -> tuple[str, str, bytes]:
         body = draw(xml_bodies())
     elif choice == 2:
         path = "/v1/subjects"
-    return path, media_type, body
+    coding, body = draw(content_encoded(body)) if draw(st.booleans()) else (None, body)
+    return path, media_type, body, coding
 
 
 async def test_hostile_bodies_never_get_a_5xx_nor_leave_a_partial_store(
@@ -93,9 +99,13 @@ async def test_hostile_bodies_never_get_a_5xx_nor_leave_a_partial_store(
     connections = {zone: await asyncpg.connect(dsn) for zone, dsn in zone_dsns.items()}
     run = in_loop(asyncio.get_running_loop())
 
-    async def post(path: str, media_type: str, body: bytes) -> tuple[int, dict[str, int]]:
+    async def post(
+        path: str, media_type: str, body: bytes, coding: str | None
+    ) -> tuple[int, dict[str, int]]:
         token = gateway.clinic["cn"] if path == "/v1/subjects" else gateway.vendor["cn"]
         headers = {**gateway.auth(token), "Content-Type": media_type}
+        if coding is not None:
+            headers["Content-Encoding"] = coding
         response = await gateway.client.post(path, data=body, headers=headers)
         await response.read()
         return response.status, await row_counts(connections)
@@ -106,7 +116,7 @@ async def test_hostile_bodies_never_get_a_5xx_nor_leave_a_partial_store(
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     @given(request=requests())
-    def prop(request: tuple[str, str, bytes]) -> None:
+    def prop(request: tuple[str, str, bytes, str | None]) -> None:
         before = run(row_counts(connections))
         status, after = run(post(*request))
         assert status < 500, status
@@ -121,3 +131,54 @@ async def test_hostile_bodies_never_get_a_5xx_nor_leave_a_partial_store(
     finally:
         for conn in connections.values():
             await conn.close()
+
+
+FHIR_GETS = [
+    "/fhir/Observation?{name}={value}",
+    "/fhir/Patient?{name}={value}",
+    "/fhir/Device?{name}={value}",
+    "/fhir/Observation/{value}",
+    "/fhir/Observation/o1-x/_history/{value}",
+    "/fhir/Observation/$lastn?max={value}",
+    "/fhir/Group/{value}/$export",
+    "/fhir/$export-status/{value}",
+]
+SEARCH_NAMES = [
+    "code",
+    "category",
+    "status",
+    "identifier",
+    "_id",
+    "patient",
+    "date",
+    "_count",
+    "value-quantity",
+    "_elements",
+    "_sort",
+    "{value}",
+]
+
+
+async def test_hostile_path_segments_and_query_values_never_get_a_5xx(gateway: Gateway) -> None:
+    await gateway.enrol("cn", "MRN-1")
+    headers = {**gateway.auth(await client_token(gateway)), "Prefer": "respond-async"}
+    run = in_loop(asyncio.get_running_loop())
+
+    async def get(url: str) -> int:
+        response = await gateway.client.get(url, headers=headers)
+        await response.read()
+        return response.status
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        template=st.sampled_from(FHIR_GETS),
+        name=st.sampled_from(SEARCH_NAMES),
+        value=URL_TEXT,
+    )
+    def prop(template: str, name: str, value: str) -> None:
+        encoded = quote(value.encode("utf-8", "surrogatepass"), safe="")
+        url = template.format(name=name.format(value=encoded), value=encoded)
+        status = run(get(url))
+        assert status < 500, (url, status)
+
+    await asyncio.to_thread(prop)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.lexical import is_fhir_string
 from gateway.measures import MEASURES, normalise
 from gateway.models import (
     CandidateReading,
@@ -474,7 +475,11 @@ def test_a_rejection_message_does_not_depend_on_the_value(
             assert first.message == second.message
 
 
-@given(subject=st.text(min_size=1), device=st.text(min_size=1), value=any_value)
+# Identifiers as FHIR strings may be (no control characters below U+0020 but tab, LF, CR).
+fhir_text = st.text(min_size=1).filter(is_fhir_string)
+
+
+@given(subject=fhir_text, device=fhir_text, value=any_value)
 def test_a_rejection_message_does_not_depend_on_identifiers(
     subject: str, device: str, value: float
 ) -> None:
@@ -484,6 +489,27 @@ def test_a_rejection_message_does_not_depend_on_identifiers(
     assert type(first) is type(second)
     if isinstance(first, Rejection):
         assert first == second
+
+
+@given(
+    text=st.text(min_size=1).map(lambda t: t + "\x00"),
+    field=st.sampled_from(["subject", "device", "model", "unit", "statistic"]),
+)
+def test_a_control_character_in_any_text_field_is_an_invalid_reading_that_names_the_field(
+    text: str, field: str
+) -> None:
+    base = candidate("body-temperature", one(37.0, "Cel"))
+    other = {
+        "subject": replace(base, subject=Identifier("urn:x", text)),
+        "device": replace(base, device=DeviceInfo(text)),
+        "model": replace(base, device=DeviceInfo("SN-1", model=text)),
+        "unit": replace(base, quantities={"value": Quantity(37.0, text)}),
+        "statistic": replace(base, statistic=text),
+    }[field]
+    rejection = normalise(other, now=NOW)
+    assert isinstance(rejection, Rejection)
+    assert rejection.code is RejectionCode.INVALID_READING
+    assert text not in rejection.message
 
 
 @given(kg=st.floats(min_value=0.3, max_value=650))

@@ -49,6 +49,7 @@ from gateway.adapters.healthkit.types import (
     unit_message,
 )
 from gateway.errors import BadRequest
+from gateway.lexical import is_ascii_decimal
 from gateway.models import (
     CandidateReading,
     DeviceInfo,
@@ -324,6 +325,8 @@ def _attribute(element: Mapping[str, str], key: str, where: str) -> str:
 
 def _value(element: Mapping[str, str], where: str) -> float:
     raw = _attribute(element, "value", where)
+    if not is_ascii_decimal(raw):  # float() also reads "١٢", "1_0", " 1" and "nan"
+        raise _Invalid(f"{where} value must be a decimal number")
     try:
         return float(raw)
     except ValueError:

@@ -11,6 +11,7 @@ from aiohttp import web
 from gateway.errors import InvalidJSON, UnsupportedMediaType
 from gateway.services import bulk_export
 from gateway.services.smart import ClientPrincipal, authenticate_access_token
+from gateway.web.body import read_body
 from gateway.web.fhir.common import base_url, principal
 from gateway.web.fhir.outcome import fhir_response
 from gateway.web.keys import EXPORT_WORKERS, SETTINGS, ZONES
@@ -32,7 +33,7 @@ async def kick_off(request: web.Request) -> web.Response:
         if request.content_type not in _FHIR_JSON:
             raise UnsupportedMediaType("a POST kick-off takes a FHIR Parameters resource (JSON)")
         try:
-            body = orjson.loads(await request.read())
+            body = orjson.loads(await read_body(request))
         except orjson.JSONDecodeError:
             raise InvalidJSON("the body is not JSON") from None
         parameters += bulk_export.parameters_resource(body)

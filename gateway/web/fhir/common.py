@@ -10,9 +10,11 @@ from email.utils import format_datetime
 from aiohttp import web
 
 from gateway.errors import NotFound, UnsupportedMediaType
-from gateway.fhir.search import ID_PATTERN, SearchRequest, parse_search
+from gateway.fhir.search import SearchRequest, parse_search
+from gateway.lexical import is_fhir_id
 from gateway.services.fhir_read import ReadResult
 from gateway.services.smart import ClientPrincipal, authenticate_access_token
+from gateway.web.body import read_form
 from gateway.web.fhir.outcome import fhir_response, negotiate
 from gateway.web.keys import SETTINGS, ZONES
 from gateway.web.ratelimit import throttle
@@ -38,7 +40,7 @@ async def principal(request: web.Request) -> ClientPrincipal:
 def resource_id(request: web.Request, name: str = "id") -> str:
     """A path id; one that is not a FHIR id cannot name a resource (404, as a missing one)."""
     value = request.match_info[name]
-    if not ID_PATTERN.fullmatch(value):
+    if not is_fhir_id(value):
         raise NotFound("no such resource")
     return value
 
@@ -50,7 +52,7 @@ async def search_parameters(request: web.Request) -> list[tuple[str, str]]:
     if request.method == "POST":
         if request.content_type != _FORM:
             raise UnsupportedMediaType(f"_search takes a {_FORM} body")
-        form = await request.post()
+        form = await read_form(request)
         found += [(key, value) for key, value in form.items() if isinstance(value, str)]
     return found
 

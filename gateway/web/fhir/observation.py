@@ -6,6 +6,7 @@ from aiohttp import web
 
 from gateway.errors import NotFound
 from gateway.fhir.search import InvalidSearch
+from gateway.lexical import ascii_int
 from gateway.services import fhir_read
 from gateway.web.fhir.common import base_url, parse, principal, read_response, resource_id
 from gateway.web.fhir.outcome import fhir_response
@@ -28,11 +29,11 @@ async def history(request: web.Request) -> web.Response:
 
 async def vread(request: web.Request) -> web.Response:
     client = await principal(request)
-    version = request.match_info["vid"]
-    if not version.isdigit() or len(version) > 18:
+    version = ascii_int(request.match_info["vid"])
+    if version is None:
         raise NotFound("no such Observation version")
     answer = await fhir_read.read_observation_version(
-        request.app[ZONES], client, resource_id(request), int(version)
+        request.app[ZONES], client, resource_id(request), version
     )
     return read_response(answer)
 
@@ -48,12 +49,12 @@ async def search(request: web.Request) -> web.Response:
 
 async def last_n(request: web.Request) -> web.Response:
     client = await principal(request)
-    max_text = request.query.get("max", "1")
-    if not max_text.isdigit():
+    max_count = ascii_int(request.query.get("max", "1"))
+    if max_count is None:
         raise InvalidSearch("max is a positive integer")
     # `max` is the operation's own parameter, not a search parameter: parse the rest.
     query = await parse(request, "Observation", operation_parameters=("max",))
     bundle = await fhir_read.last_n(
-        request.app[ZONES], client, query, int(max_text), base=base_url(request)
+        request.app[ZONES], client, query, max_count, base=base_url(request)
     )
     return fhir_response(bundle)

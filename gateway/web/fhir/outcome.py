@@ -87,9 +87,11 @@ def as_operation_outcome(request: web.Request, response: web.StreamResponse) -> 
         ),
         status=response.status,
     )
-    for name in ("Retry-After", "WWW-Authenticate", "Allow"):
+    for name in ("Retry-After", "WWW-Authenticate", "Allow", "Accept-Encoding"):
         if name in response.headers:
             converted.headers[name] = response.headers[name]
+    if response.keep_alive is False:  # e.g. after an undecodable body
+        converted.force_close()
     if response.status == 401:
         # RFC 6750 §3: a protected resource answers 401 with a Bearer challenge.
         converted.headers.setdefault("WWW-Authenticate", 'Bearer realm="fhir"')
