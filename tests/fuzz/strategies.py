@@ -347,7 +347,8 @@ def _withings_seeds() -> list[Any]:
 
 def _omh_seeds() -> list[Any]:
     points = [data_point(key, "Pass") for key in sample_keys("Pass")]
-    return [*points[::3], points[:5]]  # single data points, and an array of them
+    ieee = _json(FIXTURES / "omh" / "ieee" / "constructed" / "physical-activity-steps.json")
+    return [*points[::3], ieee, points[:5]]  # single data points, and an array of them
 
 
 def _healthkit_seeds() -> list[Any]:

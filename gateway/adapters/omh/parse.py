@@ -1,7 +1,8 @@
 """Open mHealth / IEEE 1752.1 data points (https://www.openmhealth.org/documentation/).
 
 A request body is one data point `{"header": {...}, "body": {...}}` or a JSON array of them; each
-data point is one reading. The header's `schema_id` picks the mapping (see `schemas.SCHEMAS`) and
+data point is one reading. The header's `schema_id` (namespace, name) picks the mapping (see
+`schemas.SCHEMAS`: `omh` schemas and IEEE 1752.1 `ieee` schemas, each under its own namespace) and
 its `user_id` names the subject: a bare body, as in Open mHealth's own test data, says neither,
 so it is refused.
 
@@ -16,8 +17,13 @@ Subject: `Identifier(OMH_USER_SYSTEM, header.user_id)`; clinics enrol the sender
 that system. Device: `acquisition_provenance.source_name`, else the first external datasheet's
 reference, else "omh-unknown-device". `vendor_record_id` is the header `id`/`uuid`.
 
+The header dialect is read from the header's own keys, not from the namespace: Open mHealth
+producers send IEEE schemas under an omh header and the reverse.
+
 Open mHealth date-times without an offset are UTC by definition (date-time-1.0: "If a timezone is
-not included, the timezone is assumed to be UTC"), so such readings carry `offset_assumed`.
+not included, the timezone is assumed to be UTC"), so such readings carry `offset_assumed`. An
+`ieee` body's date-times are offset date-times: one without an offset is refused `missing-offset`
+(`schemas.NAMESPACES`).
 
 Items are checked by hand, as in the native format: messages name the JSON path and what it must
 be, never the value found there.
@@ -42,6 +48,7 @@ from gateway.adapters.omh.schemas import (
     DURATION_SECONDS,
     GLUCOSE_SPECIMENS,
     LOCATION_STATISTICS,
+    NAMESPACES,
     OXYGEN_FLOW_UNITS,
     PART_OF_DAY_HOURS,
     QUALIFIERS,
@@ -64,10 +71,14 @@ JSON = "application/json"
 
 OMH_USER_SYSTEM = "urn:wearable-gateway:omh:user-id"
 UNKNOWN_DEVICE = "omh-unknown-device"
-OMH_NAMESPACE = "omh"
 
 MAX_ID_LENGTH = 256
 MAX_NAME_LENGTH = 64
+MAX_TEXT_LENGTH = 256
+
+# A schema id that looks like one may be named in a rejection message; anything else is not
+# echoed (it may be a value or an identifier put in the wrong place).
+_SCHEMA_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}")
 
 _FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # time-interval-1.0 full_date
 _VERSION = re.compile(r"([0-9]{1,4})\.([0-9]{1,4})")  # schema-id-1.x version "major.minor"
@@ -130,7 +141,7 @@ def _parse_item(raw: object, base: str) -> ParsedItem:
 def _data_point(raw: object, base: str) -> CandidateReading:
     point = _object(raw, base or "data point")
     header = _object(point.get("header"), at(base, "header"))
-    mapping = _schema(header, at(base, "header.schema_id"))
+    namespace, mapping = _schema(header, at(base, "header.schema_id"))
     record_id, vendor_time, device = _provenance(header, at(base, "header"))
     user_id = _string(header.get("user_id"), at(base, "header.user_id"), MAX_ID_LENGTH)
     body = _object(point.get("body"), at(base, "body"))
@@ -144,12 +155,14 @@ def _data_point(raw: object, base: str) -> CandidateReading:
         end=reading.end,
         vendor_record_id=record_id,
         vendor_time=vendor_time,
-        offset_assumed=reading.offset_assumed,
+        # A time without an offset is UTC only where the namespace says so; otherwise it stays
+        # naive and normalise refuses it `missing-offset`.
+        offset_assumed=reading.naive and NAMESPACES[namespace].naive_is_utc,
         statistic=reading.statistic,
     )
 
 
-def _schema(header: Mapping[str, object], path: str) -> SchemaMapping:
+def _schema(header: Mapping[str, object], path: str) -> tuple[str, SchemaMapping]:
     schema_id = _object(header.get("schema_id"), path)
     namespace = _string(schema_id.get("namespace"), f"{path}.namespace", MAX_NAME_LENGTH)
     name = _string(schema_id.get("name"), f"{path}.name", MAX_NAME_LENGTH)
@@ -157,12 +170,14 @@ def _schema(header: Mapping[str, object], path: str) -> SchemaMapping:
     matched = _VERSION.fullmatch(version) if isinstance(version, str) else None
     if matched is None:
         raise _shape(f"{path}.version", 'must be a string "major.minor"')
-    mapping = SCHEMAS.get(name) if namespace == OMH_NAMESPACE else None
+    mapping = SCHEMAS.get((namespace, name))
     if mapping is None:
+        named = all(_SCHEMA_NAME.fullmatch(part) for part in (namespace, name))
+        schema = f"{namespace}:{name}" if named else "a schema"
         raise _Invalid(
             RejectionCode.UNSUPPORTED_TYPE,
-            f"{path} names a schema that is not supported; supported schemas: "
-            + ", ".join(f"{OMH_NAMESPACE}:{known}" for known in SCHEMAS),
+            f"{path} names {schema}, which is not supported; supported schemas: "
+            + ", ".join(f"{known_namespace}:{known}" for known_namespace, known in SCHEMAS),
         )
     # Minor versions are backward compatible (https://www.openmhealth.org/documentation/
     # #/schema-docs/overview "schema versioning"); majors change the body's shape.
@@ -170,9 +185,9 @@ def _schema(header: Mapping[str, object], path: str) -> SchemaMapping:
         majors = ", ".join(f"{major}.x" for major in sorted(mapping.majors))
         raise _Invalid(
             RejectionCode.UNSUPPORTED_TYPE,
-            f"{path}.version of {name} is not supported; supported versions: {majors}",
+            f"{path}.version of {namespace}:{name} is not supported; supported versions: {majors}",
         )
-    return mapping
+    return namespace, mapping
 
 
 def _provenance(header: Mapping[str, object], path: str) -> tuple[str, datetime | None, DeviceInfo]:
@@ -237,37 +252,45 @@ def _vendor_time(raw: object, path: str) -> datetime:
 
 
 class _Body:
-    __slots__ = ("end", "offset_assumed", "quantities", "start", "statistic")
+    __slots__ = ("end", "naive", "quantities", "start", "statistic")
 
     def __init__(
         self,
         quantities: dict[str, Quantity],
         start: datetime,
         end: datetime | None,
-        offset_assumed: bool,
+        naive: bool,
         statistic: str | None,
     ) -> None:
         self.quantities = quantities
         self.start = start
         self.end = end
-        self.offset_assumed = offset_assumed
+        self.naive = naive  # a time had no offset
         self.statistic = statistic
 
 
 def _body(body: Mapping[str, object], mapping: SchemaMapping, path: str) -> _Body:
+    for field in mapping.required_text:
+        _string(body.get(field), f"{path}.{field}", MAX_TEXT_LENGTH)
+    for field in mapping.fields:
+        if field in mapping.optional and field not in body:
+            raise _Invalid(
+                RejectionCode.MISSING_COMPONENT,
+                f"{path}.{field} is absent: the data point carries no {mapping.measure} value",
+            )
     quantities = {
         component: _quantity(body.get(field), f"{path}.{field}", mapping.units)
         for field, component in mapping.fields.items()
     }
     _qualifiers(body, mapping, path)
     statistic = _statistic(body, mapping, path)
-    start, end, offset_assumed = _time_frame(body.get("effective_time_frame"), mapping, path)
+    start, end, naive = _time_frame(body.get("effective_time_frame"), mapping, path)
     if end is None and statistic is not None:
         raise _shape(
             f"{path}.effective_time_frame",
             "must be a time_interval when a descriptive_statistic is given",
         )
-    return _Body(quantities, start, end, offset_assumed, statistic)
+    return _Body(quantities, start, end, naive, statistic)
 
 
 def _quantity(raw: object, path: str, units: Mapping[str, str]) -> Quantity:

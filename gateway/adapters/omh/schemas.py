@@ -1,8 +1,17 @@
 """The Open mHealth schemas the gateway maps, as data: body fields, units, qualifier value sets.
 
-Every row cites the schema it was read from, at https://github.com/openmhealth/schemas
+Every `omh` row cites the schema it was read from, at https://github.com/openmhealth/schemas
 (`schema/omh/<name>-<version>.json`, commit 36078a89). IEEE 1752.1 schemas referenced by URL
 (https://w3id.org/ieee/ieee-1752-schema/...) are cited as [IEEE <name>].
+
+The normative 1752.1 schema files live at https://opensource.ieee.org/omh/1752 (`schemas/<folder>/
+<name>-1.0.json`; folders as in openmhealth/schemas `test-data-validator/ieee_url_workaround.py`).
+That repository is not mirrored here, so the `ieee` rows were read from what cites it: Open
+mHealth's own references to it (step-count-3.0 "deprecated, in favor of the IEEE 1752.1
+physical-activity schema which models also number of steps"), the Kotlin SDK in openmhealth/schemas
+(`kotlin-schema-sdk/.../domain/ieee/`, same commit) and StanfordBDHG/OMHModels
+`Sources/OMHModels/PhysicalActivity.swift` (commit a8bbf5aa, "Generated from IEEE 1752.1
+`physical-activity-1.0`").
 """
 
 from __future__ import annotations
@@ -26,6 +35,25 @@ class SchemaMapping:
     # date + part_of_day form (the blood-pressure 4.0 and body-height 2.0 test data reject it).
     part_of_day: bool
     interval_only: bool = False  # the schema requires a time_interval (step-count 3.0)
+    # Unit-value fields the schema makes optional: a data point without one is valid, but carries
+    # no value of the measure, so it is refused `missing-component` (not `unsupported-type`).
+    optional: frozenset[str] = frozenset()
+    # Body fields the schema requires as strings; checked, not stored (IEEE activity_name).
+    required_text: tuple[str, ...] = ()
+    source: str = ""  # URL of the schema the row was read from
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """What differs between the `schema_id.namespace`s the gateway reads, as data."""
+
+    # True: a date-time without an offset is UTC (omh date-time-1.0: "If a timezone is not
+    # included, the timezone is assumed to be UTC"). False: the schema's date-time is an offset
+    # date-time, so a time without one is refused `missing-offset` ([IEEE date-time]: the Kotlin
+    # SDK types it `OffsetDateTime`; JSON Schema `format: date-time` is RFC 3339 section 5.6,
+    # whose time-offset is not optional).
+    naive_is_utc: bool
+    source: str
 
 
 # Qualifiers whose value sets the schemas close. The mapping does not use them, but a value outside
@@ -129,49 +157,79 @@ _MASS_UNITS = MappingProxyType({"kg": "kg", "g": "g", "lb": "[lb_av]"})
 _LENGTH_UNITS = MappingProxyType({"cm": "cm", "m": "m", "mm": "mm", "in": "[in_i]"})
 _BMI_UNITS = MappingProxyType({"kg/m^2": "kg/m2"})  # body-mass-index-3.0
 
-# Schema name (header.schema_id.name, namespace "omh") -> mapping.
-SCHEMAS: Mapping[str, SchemaMapping] = MappingProxyType(
+NAMESPACES: Mapping[str, Namespace] = MappingProxyType(
     {
-        "heart-rate": SchemaMapping(
+        "omh": Namespace(
+            naive_is_utc=True,
+            source="https://w3id.org/openmhealth/schemas/omh/date-time-1.0.json",
+        ),
+        "ieee": Namespace(
+            naive_is_utc=False,
+            source="https://w3id.org/ieee/ieee-1752-schema/date-time.json",
+        ),
+    }
+)
+
+_IEEE = "https://w3id.org/ieee/ieee-1752-schema/"
+
+# (header.schema_id.namespace, header.schema_id.name) -> mapping.
+SCHEMAS: Mapping[tuple[str, str], SchemaMapping] = MappingProxyType(
+    {
+        ("omh", "heart-rate"): SchemaMapping(
             "heart-rate", {"heart_rate": "value"}, _HEART_RATE_UNITS,
             frozenset({2}), part_of_day=True,
         ),
-        "respiratory-rate": SchemaMapping(
+        ("omh", "respiratory-rate"): SchemaMapping(
             "respiratory-rate", {"respiratory_rate": "value"}, _RESPIRATORY_RATE_UNITS,
             frozenset({2}), part_of_day=True,
         ),
-        "oxygen-saturation": SchemaMapping(
+        ("omh", "oxygen-saturation"): SchemaMapping(
             "oxygen-saturation", {"oxygen_saturation": "value"}, _PERCENT_UNITS,
             frozenset({2}), part_of_day=True,
         ),
-        "step-count": SchemaMapping(
+        ("omh", "step-count"): SchemaMapping(
             "step-count", {"step_count": "value"}, _STEP_UNITS,
             frozenset({3}), part_of_day=True, interval_only=True,
         ),
-        "blood-pressure": SchemaMapping(
+        ("omh", "blood-pressure"): SchemaMapping(
             "blood-pressure",
             {"systolic_blood_pressure": "systolic", "diastolic_blood_pressure": "diastolic"},
             _PRESSURE_UNITS, frozenset({4}), part_of_day=False,
         ),
-        "blood-glucose": SchemaMapping(
+        ("omh", "blood-glucose"): SchemaMapping(
             "blood-glucose", {"blood_glucose": "value"}, _GLUCOSE_UNITS,
             frozenset({4}), part_of_day=False,
         ),
-        "body-temperature": SchemaMapping(
+        ("omh", "body-temperature"): SchemaMapping(
             "body-temperature", {"body_temperature": "value"}, _TEMPERATURE_UNITS,
             frozenset({4}), part_of_day=False,
         ),
-        "body-weight": SchemaMapping(
+        ("omh", "body-weight"): SchemaMapping(
             "body-weight", {"body_weight": "value"}, _MASS_UNITS,
             frozenset({3}), part_of_day=False,
         ),
-        "body-height": SchemaMapping(
+        ("omh", "body-height"): SchemaMapping(
             "body-height", {"body_height": "value"}, _LENGTH_UNITS,
             frozenset({2}), part_of_day=False,
         ),
-        "body-mass-index": SchemaMapping(
+        ("omh", "body-mass-index"): SchemaMapping(
             "body-mass-index", {"body_mass_index": "value"}, _BMI_UNITS,
             frozenset({3}), part_of_day=False,
         ),
+        # [IEEE physical-activity] 1.0: `activity_name` (required), `effective_time_frame`
+        # "restricted to be a time interval", `base_movement_quantity` (optional; unit one of
+        # steps, laps, skips, movements, strokes), descriptive_statistic(_denominator). Only a
+        # count of steps is a gateway measure: other units pass through and are refused
+        # `unit-not-convertible`; no quantity at all is `missing-component`. [IEEE time-frame]
+        # has no date + part_of_day interval.
+        ("ieee", "physical-activity"): SchemaMapping(
+            "step-count", {"base_movement_quantity": "value"}, _STEP_UNITS,
+            frozenset({1}), part_of_day=False, interval_only=True,
+            optional=frozenset({"base_movement_quantity"}), required_text=("activity_name",),
+            source=_IEEE + "physical-activity.json",
+        ),
+        # No other 1752.1 schema maps to a measure of gateway.measures.table: the sleep schemas
+        # (sleep-episode, total-sleep-time, ...) have no measure yet, ambient-* describe the
+        # environment, survey-* are answers, and the utility schemas are not data points.
     }
 )  # fmt: skip

@@ -168,11 +168,24 @@ def test_the_published_data_point_samples_are_refused_as_unsupported_or_malforme
         ({"namespace": "acme", "name": "heart-rate", "version": "2.0"}, "unsupported-type"),
         ({"namespace": "omh", "name": "heart-rate", "version": "1.0"}, "unsupported-type"),
         ({"namespace": "omh", "name": "heart-rate", "version": "2.1"}, None),
+        # Each schema under its own namespace: omh's heart-rate is no IEEE 1752.1 schema.
+        ({"namespace": "ieee", "name": "heart-rate", "version": "2.0"}, "unsupported-type"),
     ],
 )
 def test_the_schema_id_selects_the_mapping(schema_id: dict[str, str], code: str | None) -> None:
     [item] = parse(heart_rate(schema_id=schema_id))
     assert (item.code.value if isinstance(item, ParseRejection) else None) == code
+
+
+def test_an_unsupported_schema_is_named_only_when_it_looks_like_a_schema_name() -> None:
+    named = reject_one(heart_rate(schema_id={"namespace": "ieee", "name": "sleep-episode",
+                                             "version": "1.0"}))  # fmt: skip
+    assert named.message.startswith("header.schema_id names ieee:sleep-episode, which is not")
+    # A value in the wrong place (here an e-mail address) is not echoed.
+    odd = reject_one(heart_rate(schema_id={"namespace": "omh", "name": "Jane.Doe@example.org",
+                                           "version": "1.0"}))  # fmt: skip
+    assert odd.code.value == "unsupported-type"
+    assert "Jane" not in odd.message
 
 
 # --- units ----------------------------------------------------------------------------------------
