@@ -97,6 +97,28 @@ async def test_code_tokens(
 
 
 @pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("http://loinc.org|2708-6", 1),  # the first coding of SpO2
+        ("http://loinc.org|59408-5", 1),  # its second LOINC coding (issue 11)
+        ("59408-5", 1),
+        ("urn:iso:std:iso:11073:10101|150456", 1),  # its MDC coding
+        ("http://loinc.org|59408-5,http://loinc.org|8867-4", 6),
+        ("urn:iso:std:iso:11073:10101|59408-5", 0),  # right code, wrong system
+    ],
+)
+async def test_a_system_code_token_matches_any_coding_of_the_code(
+    fhir: Fhir, gateway: Gateway, heart_rates: tuple[str, list[str]], code: str, expected: int
+) -> None:
+    """R4 token search: `system|code` matches when any coding of Observation.code has both."""
+    await _store(gateway, [reading("MRN-1", kind="oxygen-saturation", value=97, unit="%")])
+    bundle = await fhir.search(patient=heart_rates[0], code=code)
+    assert len(ids(bundle)) == expected
+    counted = await fhir.search(patient=heart_rates[0], code=code, _summary="count")
+    assert counted["total"] == expected
+
+
+@pytest.mark.parametrize(
     ("date", "days"),
     [
         ("2024", [0, 1, 2, 3, 4]),
