@@ -21,6 +21,7 @@ from gateway.fhir.dates import DateCondition, Prefix
 from gateway.fhir.observation import IDENTIFIER_SYSTEM, OBSERVATION_CATEGORY, UCUM
 from gateway.fhir.search import Clause, Quantity, SearchRequest, Token, Value
 from gateway.measures.table import MEASURES
+from gateway.models import ZoneSubject
 
 LOINC: Final = "http://loinc.org"
 DEVICE_IDENTIFIER_SYSTEM: Final = "urn:wearable-gateway:device"
@@ -44,6 +45,10 @@ class StoredObservation:
     sort_value: datetime
     resource: bytes
 
+    @property
+    def audit_subject(self) -> ZoneSubject:
+        return ZoneSubject(self.subject)
+
 
 @dataclass(frozen=True, slots=True)
 class ObservationVersion:
@@ -61,6 +66,10 @@ class SiteSubject:
     wrapped_key: bytes
     identity: bytes
 
+    @property
+    def audit_subject(self) -> ZoneSubject:
+        return ZoneSubject(self.pseudonym)
+
 
 @dataclass(frozen=True, slots=True)
 class StoredDevice:
@@ -69,6 +78,10 @@ class StoredDevice:
     model: str | None
     manufacturer: str | None
     first_seen: datetime
+
+    @property
+    def audit_subject(self) -> ZoneSubject:
+        return ZoneSubject(self.subject)
 
 
 class _Binds:
@@ -367,6 +380,19 @@ class FhirSearchStore:
             limit,
         )
         return [SiteSubject(**dict(row)) for row in rows]
+
+    async def site_subjects(self, site: str, pseudonyms: Sequence[str]) -> list[ZoneSubject]:
+        """Those of `pseudonyms` that name a subject of `site` in this zone (not being erased)."""
+        rows = await self._pool.fetch(
+            """
+            SELECT pseudonym FROM subjects
+            WHERE site = $1 AND pseudonym = ANY($2::text[]) AND erasure_started_at IS NULL
+            ORDER BY pseudonym
+            """,
+            site,
+            list(pseudonyms),
+        )
+        return [ZoneSubject(row["pseudonym"]) for row in rows]
 
     async def count_subjects(self, site: str, pseudonyms: Sequence[str] | None) -> int:
         return int(

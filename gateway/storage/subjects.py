@@ -8,6 +8,7 @@ from typing import Final, TypeVar
 import asyncpg
 
 from gateway.errors import AlreadyEnrolled, TableBusy
+from gateway.models import ZoneSubject
 
 T = TypeVar("T")
 
@@ -46,7 +47,7 @@ class SubjectStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def insert(self, subject: StoredSubject, blind_indexes: Sequence[str]) -> None:
+    async def insert(self, subject: StoredSubject, blind_indexes: Sequence[str]) -> ZoneSubject:
         """Store a subject and its blind-index entries in one transaction; `AlreadyEnrolled`
         when the pseudonym or any identifier is taken (the transaction leaves nothing)."""
         async with self._pool.acquire() as conn, conn.transaction():
@@ -80,6 +81,7 @@ class SubjectStore:
                 raise AlreadyEnrolled(
                     "a subject with one of these identifiers is already enrolled in this zone"
                 ) from exc
+        return ZoneSubject(subject.pseudonym)
 
     async def resolve(self, blind_indexes: Sequence[str]) -> dict[str, str]:
         """Map each known blind index to its subject pseudonym."""
@@ -253,6 +255,7 @@ class SubjectStore:
                 actor,
             )
         return ConsentChange(
+            subject=ZoneSubject(pseudonym),
             site=row["site"],
             changed_at=changed_at,
             research=row["research_consent"],
@@ -269,7 +272,7 @@ class SubjectStore:
             """,
             pseudonym,
         )
-        return [ConsentChange(**dict(row)) for row in rows]
+        return [ConsentChange(subject=ZoneSubject(pseudonym), **dict(row)) for row in rows]
 
     async def erasure_target(self, pseudonym: str) -> ErasureTarget | None:
         """The subject's site and erasure mark, whatever step its erasure has reached (None once
@@ -277,11 +280,17 @@ class SubjectStore:
         row = await self._pool.fetchrow(
             "SELECT site, erasure_started_at FROM subjects WHERE pseudonym = $1", pseudonym
         )
-        return ErasureTarget(row["site"], row["erasure_started_at"]) if row else None
+        return (
+            ErasureTarget(ZoneSubject(pseudonym), row["site"], row["erasure_started_at"])
+            if row
+            else None
+        )
 
-    async def last_erasure_record(self, pseudonym: str) -> tuple[str | None, str | None] | None:
-        """(site, phase) from the latest `erase` audit record of this pseudonym, if any: the only
-        trace an erased subject leaves (partial index of migration 0008)."""
+    async def last_erasure_record(
+        self, pseudonym: str
+    ) -> tuple[ZoneSubject, str | None, str | None] | None:
+        """(subject, site, phase) from the latest `erase` audit record of this pseudonym, if any:
+        the only trace an erased subject leaves (partial index of migration 0008)."""
         row = await self._pool.fetchrow(
             """
             SELECT detail ->> 'site' AS site, detail ->> 'phase' AS phase FROM audit_events
@@ -289,7 +298,7 @@ class SubjectStore:
             """,
             pseudonym,
         )
-        return (row["site"], row["phase"]) if row else None
+        return (ZoneSubject(pseudonym), row["site"], row["phase"]) if row else None
 
     async def mark_erasing(self, pseudonym: str) -> bool:
         """Erasure step 1: mark the subject as being erased and remove its blind-index entries,
@@ -353,6 +362,7 @@ def _affected(status: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class ConsentChange:
+    subject: ZoneSubject
     site: str
     changed_at: datetime
     research: bool
@@ -362,5 +372,6 @@ class ConsentChange:
 
 @dataclass(frozen=True, slots=True)
 class ErasureTarget:
+    subject: ZoneSubject
     site: str
     erasure_started_at: datetime | None
