@@ -140,3 +140,16 @@ def test_only_storage_makes_zone_subjects() -> None:
             ):
                 makers.add(path.relative_to(root).parts[0])
     assert makers == {"storage"}
+
+
+async def test_the_capability_statement_lists_the_chains(fhir: Fhir) -> None:
+    _, body = await fhir.get("/fhir/metadata")
+    resources = {r["type"]: r for r in body["rest"][0]["resource"]}
+    documented = {
+        (kind, p["name"]): p.get("documentation")
+        for kind, resource in resources.items()
+        for p in resource["searchParam"]
+    }
+    assert documented[("Observation", "patient")] == "chains: patient.identifier"
+    assert documented[("Observation", "subject")] == "chains: subject.identifier"
+    assert documented[("Device", "patient")] == "chains: patient.identifier"
