@@ -12,7 +12,9 @@ Rules implemented here, each from R4 search.html:
 - Parameters the server does not know are ignored and left out of the `self` link, unless the
   client sent `Prefer: handling=strict`, which makes them an error (§2.1.1.0 "handling"). An
   unknown modifier on a known parameter is always an error ("Servers SHALL reject any search
-  request that contains a search parameter with an unsupported modifier").
+  request that contains a search parameter with an unsupported modifier"). A parameter R4
+  defines for the resource type (gateway.fhir.search_parameters_r4) is not unknown: when it is
+  not supported it is refused too, as ignoring a filter widens the result (issue 11).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Final
 
 from gateway.errors import BadRequest
 from gateway.fhir.dates import DateCondition, InvalidDate, Prefix, parse_date_condition
+from gateway.fhir.search_parameters_r4 import R4_SEARCH_PARAMETERS
 
 DEFAULT_COUNT: Final = 50
 MAX_COUNT: Final = 1000
@@ -47,6 +50,13 @@ class InvalidCursor(InvalidSearch):
     """A `_cursor` this server did not issue for this search, or one that was altered."""
 
     code = "invalid-cursor"
+
+
+class UnsupportedSearchParameter(InvalidSearch):
+    """A search parameter FHIR R4 defines for the resource type that this server does not
+    support: refused even in lenient mode, since ignoring a filter widens the result."""
+
+    code = "unsupported-search-parameter"
 
 
 class ParamType(StrEnum):
@@ -364,6 +374,18 @@ def _chain(resource_type: str, name: str, modifier: str) -> str | None:
     return None
 
 
+def _check_ignorable(resource_type: str, name: str, *, strict: bool) -> None:
+    """An unsupported name may be ignored only if R4 does not define it for the resource type
+    and the client did not ask for strict handling."""
+    if name in R4_SEARCH_PARAMETERS[resource_type]:
+        raise UnsupportedSearchParameter(
+            f"{resource_type} search parameter {name!r} is not supported (it is refused, "
+            "not ignored: the CapabilityStatement lists the supported ones)"
+        )
+    if strict:
+        raise InvalidSearch(f"unknown search parameter {name!r} (Prefer: handling=strict)")
+
+
 def parse_search(
     resource_type: str,
     parameters: Sequence[tuple[str, str]],
@@ -394,8 +416,7 @@ def parse_search(
                 clauses.append(Clause(chain, tuple(parse_token(t) for t in _or_texts(raw) if t)))
                 echo.append((key, raw))
         elif name not in known:
-            if strict:
-                raise InvalidSearch(f"unknown search parameter {name!r} (Prefer: handling=strict)")
+            _check_ignorable(resource_type, name, strict=strict)
             ignored.append(name)
         elif modifier:
             raise InvalidSearch(f"modifier :{modifier} of {name} is not supported")

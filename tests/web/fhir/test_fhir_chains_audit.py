@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.fhir.search import InvalidSearch, parse_search
+from gateway.fhir.search import (
+    SEARCH_PARAMETERS,
+    InvalidSearch,
+    UnsupportedSearchParameter,
+    parse_search,
+)
+from gateway.fhir.search_parameters_r4 import R4_SEARCH_PARAMETERS
 from tests.conftest import MRN, Gateway
 from tests.helpers import fetch, reading, utc_now
 from tests.smart_helpers import client_token
@@ -153,3 +159,48 @@ async def test_the_capability_statement_lists_the_chains(fhir: Fhir) -> None:
     assert documented[("Observation", "patient")] == "chains: patient.identifier"
     assert documented[("Observation", "subject")] == "chains: subject.identifier"
     assert documented[("Device", "patient")] == "chains: patient.identifier"
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/fhir/Observation", {"combo-code": "http://loinc.org|8480-6"}),
+        ("/fhir/Observation", {"component-code": "http://loinc.org|8480-6"}),
+        ("/fhir/Observation", {"component-value-quantity": "gt100"}),
+        ("/fhir/Observation", {"performer": "Practitioner/1"}),
+        ("/fhir/Observation", {"_tag": "urn:x|y"}),
+        ("/fhir/Observation/$lastn", {"combo-code": "http://loinc.org|8480-6"}),
+        ("/fhir/Patient", {"gender": "female"}),
+        ("/fhir/Patient", {"birthdate": "1970-01-02"}),
+        ("/fhir/Device", {"manufacturer": "Acme"}),
+        ("/fhir/Device", {"status": "active"}),
+    ],
+)
+async def test_r4_parameters_the_server_does_not_support_are_400_even_when_lenient(
+    fhir: Fhir, two_patients: tuple[str, str], path: str, params: dict[str, str]
+) -> None:
+    """An R4-defined filter is not an unknown parameter: ignoring it widened the result (e.g.
+    combo-code=<systolic>&_summary=count answered every Observation of the site)."""
+    first, _ = two_patients
+    scope = {} if path == "/fhir/Patient" else {"patient": first}
+    status, body = await fhir.get(path, params={**scope, **params, "_summary": "count"})
+    assert status == 400, body
+    assert body["issue"][0]["code"] == "invalid"
+    assert body["issue"][0]["details"]["coding"][0]["code"] == "unsupported-search-parameter"
+    assert next(iter(params.values())) not in str(body)  # the name, never the value
+    if "$" not in path:  # the same search as a form body
+        assert (await fhir.post_search(f"{path}/_search", {**scope, **params}))[0] == 400
+
+
+def test_every_r4_parameter_not_supported_is_refused_and_unknown_ones_still_ignored() -> None:
+    now = utc_now()
+    for resource_type, defined in R4_SEARCH_PARAMETERS.items():
+        supported = set(SEARCH_PARAMETERS[resource_type])
+        assert supported <= defined, "a supported name is missing from the R4 table"
+        for name in sorted(defined - supported):
+            # `_has` is refused as an unsupported chain (InvalidSearch), the rest by name.
+            refused = InvalidSearch if name == "_has" else UnsupportedSearchParameter
+            with pytest.raises(refused):
+                parse_search(resource_type, [(name, "x")], strict=False, now=now)
+        lenient = parse_search(resource_type, [("flavour", "mint")], strict=False, now=now)
+        assert lenient.ignored == ("flavour",)
