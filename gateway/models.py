@@ -289,3 +289,13 @@ class Enrolment:
     birth_date: date | None
     sex: Sex
     consent: Consent = field(default_factory=Consent)
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneSubject:
+    """A subject pseudonym as this zone's own database returned it: a subject the zone holds (or
+    held, for an erased one). The audit log's subject field accepts only this type (issue 11), so
+    what a client typed (an MRN, another zone's pseudonym) can never be written there. Only
+    gateway/storage makes them (tests/test_leaks.py checks the source)."""
+
+    pseudonym: str

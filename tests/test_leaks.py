@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from gateway.logs import JSONFormatter
-from tests.conftest import Gateway
-from tests.helpers import blood_pressure, dump_database, reading
+from tests.conftest import MRN, Gateway
+from tests.helpers import blood_pressure, dump_database, fetch, reading
+from tests.smart_helpers import client_token
 
 CANARIES = {
     "mrn": "CANARY-MRN-8f3a91",
@@ -26,13 +27,42 @@ CANARIES = {
 }
 
 
+async def _search_with_what_a_clinic_typed(gateway: Gateway, foreign: str) -> int:
+    """A cn clinic searches by its patient's MRN typed as the `patient` id, by the eu subject's
+    pseudonym, and by the eu MRN as a chained identifier (issue 11): every search is audited,
+    and none of these values may be recorded. Returns the number of searches."""
+    headers = {"Authorization": f"Bearer {await client_token(gateway, zone='cn')}"}
+    searches = [
+        (path, {name: value})
+        for value in (f"{CANARIES['mrn']}-cn", foreign)
+        for path, name in (
+            ("/fhir/Observation", "patient"),
+            ("/fhir/Observation", "subject"),
+            ("/fhir/Observation/$lastn", "patient"),
+            ("/fhir/Device", "patient"),
+        )
+    ]
+    chained = {"patient.identifier": f"{MRN['eu']}|{CANARIES['mrn']}-eu"}
+    searches += [("/fhir/Observation", chained), ("/fhir/Device", chained)]
+    for path, params in searches:
+        response = await gateway.client.get(path, params=params, headers=headers)
+        assert response.status == 200, await response.text()
+        assert "entry" not in await response.json(), "another zone's data was found"
+    return len(searches)
+
+
 async def test_no_canary_appears_in_databases_logs_metrics_or_responses(
     gateway: Gateway, zone_dsns: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    # aiohttp's access log prints raw request lines (search values too); production silences it
+    # (test_production_logging_silences_the_access_log_that_would_print_the_path): as here.
+    # (Each set_level also sets the capture handler's level: the last one, DEBUG, wins.)
+    caplog.set_level(logging.WARNING, logger="aiohttp.access")
     caplog.set_level(logging.DEBUG)
     responses: list[str] = []
+    pseudonyms: dict[str, str] = {}
     for zone in ("cn", "eu"):
-        await gateway.enrol(
+        pseudonyms[zone] = await gateway.enrol(
             zone,
             f"{CANARIES['mrn']}-{zone}",
             extra=[{"system": "urn:withings:userid", "value": f"{CANARIES['account']}-{zone}"}],
@@ -75,6 +105,8 @@ async def test_no_canary_appears_in_databases_logs_metrics_or_responses(
         )
         responses.append(await response.text())
 
+    searched = await _search_with_what_a_clinic_typed(gateway, pseudonyms["eu"])
+
     metrics = await (await gateway.client.get("/metrics")).text()
     formatter = JSONFormatter()
     logs = "\n".join(formatter.format(record) for record in caplog.records)
@@ -83,6 +115,14 @@ async def test_no_canary_appears_in_databases_logs_metrics_or_responses(
     assert "Patient/s1-" in dumps["cn"], (
         "the cn dump holds no observation: the scan would prove nothing"
     )
+
+    # Issue 11: neither zone's database holds the other's pseudonyms, the audit log included.
+    assert pseudonyms["eu"] not in dumps["cn"], "the eu pseudonym reached the cn database"
+    assert pseudonyms["cn"] not in dumps["eu"], "the cn pseudonym reached the eu database"
+    [audited] = await fetch(
+        zone_dsns["cn"], "SELECT count(*) AS n FROM audit_events WHERE action = 'search'"
+    )
+    assert audited["n"] == searched, "the searches were not audited: the scan would prove nothing"
 
     places = {"metrics": metrics, "logs": logs, "responses": "\n".join(responses), **dumps}
     for where, text in places.items():

@@ -6,12 +6,14 @@ for a subset.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
 import orjson
+
+from gateway.fhir.observation import VITAL_SIGNS_PROFILES
 
 DEVICE_IDENTIFIER_SYSTEM: Final = "urn:wearable-gateway:device"
 # R4 search.html §2.1.1.8.6 "_elements": "the server SHOULD mark the resources with the tag
@@ -25,6 +27,35 @@ SUBSETTED: Final = {
 # Elements that are always returned (resourceType, id, meta: search.html "_elements": "mandatory
 # elements" and the tag above).
 _ALWAYS: Final = ("resourceType", "id", "meta")
+# search.html §2.1.1.8.6: "Servers SHOULD always return mandatory elements whether they are
+# requested or not". The elements of cardinality 1..* in R4 (observation.html: status, code;
+# Patient and Device have none) per resource type served.
+_MANDATORY: Final[Mapping[str, tuple[str, ...]]] = {
+    "Observation": ("status", "code"),
+    "Patient": (),
+    "Device": (),
+}
+# What the R4 vital-signs profile (observation-vitalsigns.html) adds: category (VSCat), subject,
+# effective[x] (1..1), and vs-2's value[x], dataAbsentReason or component; so a subsetted
+# vital-signs Observation still conforms to the profile it claims in meta.profile.
+_VITAL_SIGNS_MANDATORY: Final = (
+    "category",
+    "subject",
+    "effectiveDateTime",
+    "effectivePeriod",
+    "valueQuantity",
+    "dataAbsentReason",
+    "component",
+)
+
+
+def _mandatory(resource: Mapping[str, object]) -> tuple[str, ...]:
+    kept = _ALWAYS + _MANDATORY.get(str(resource.get("resourceType")), ())
+    meta = resource.get("meta")
+    profiles = meta.get("profile", []) if isinstance(meta, dict) else []
+    if isinstance(profiles, list) and VITAL_SIGNS_PROFILES.intersection(map(str, profiles)):
+        kept += _VITAL_SIGNS_MANDATORY
+    return kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +73,8 @@ def instant(moment: datetime) -> str:
 def subset(resource: bytes | dict[str, object], elements: Sequence[str]) -> dict[str, object]:
     """The resource with only `elements` (top-level names) and the mandatory ones, tagged."""
     full: dict[str, object] = orjson.loads(resource) if isinstance(resource, bytes) else resource
-    kept = {name: value for name, value in full.items() if name in _ALWAYS or name in elements}
+    mandatory = _mandatory(full)
+    kept = {name: value for name, value in full.items() if name in mandatory or name in elements}
     meta = dict(kept.get("meta") or {})  # type: ignore[call-overload]
     tags = list(meta.get("tag", []))
     tags.append(SUBSETTED)

@@ -54,6 +54,11 @@ _VITAL_SIGNS_PROFILE: Mapping[str, str] = MappingProxyType(
     }
 )
 
+# Every profile derived from R4 vitalsigns (and vitalsigns itself): what `_elements` must keep.
+VITAL_SIGNS_PROFILES: frozenset[str] = frozenset(
+    {*_VITAL_SIGNS_PROFILE.values(), "http://hl7.org/fhir/StructureDefinition/vitalsigns"}
+)
+
 # http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation
 _INTERPRETATION_DISPLAY: Mapping[Interpretation, str] = MappingProxyType(
     {Interpretation.LOW: "Low", Interpretation.HIGH: "High"}

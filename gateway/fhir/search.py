@@ -12,7 +12,9 @@ Rules implemented here, each from R4 search.html:
 - Parameters the server does not know are ignored and left out of the `self` link, unless the
   client sent `Prefer: handling=strict`, which makes them an error (§2.1.1.0 "handling"). An
   unknown modifier on a known parameter is always an error ("Servers SHALL reject any search
-  request that contains a search parameter with an unsupported modifier").
+  request that contains a search parameter with an unsupported modifier"). A parameter R4
+  defines for the resource type (gateway.fhir.search_parameters_r4) is not unknown: when it is
+  not supported it is refused too, as ignoring a filter widens the result (issue 11).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Final
 
 from gateway.errors import BadRequest
 from gateway.fhir.dates import DateCondition, InvalidDate, Prefix, parse_date_condition
+from gateway.fhir.search_parameters_r4 import R4_SEARCH_PARAMETERS
 from gateway.lexical import FHIR_ID, ascii_int, is_ascii_decimal
 
 DEFAULT_COUNT: Final = 50
@@ -47,6 +50,13 @@ class InvalidCursor(InvalidSearch):
     """A `_cursor` this server did not issue for this search, or one that was altered."""
 
     code = "invalid-cursor"
+
+
+class UnsupportedSearchParameter(InvalidSearch):
+    """A search parameter FHIR R4 defines for the resource type that this server does not
+    support: refused even in lenient mode, since ignoring a filter widens the result."""
+
+    code = "unsupported-search-parameter"
 
 
 class ParamType(StrEnum):
@@ -78,6 +88,15 @@ SEARCH_PARAMETERS: Final[Mapping[str, Mapping[str, ParamType]]] = {
         "patient": ParamType.REFERENCE,
         "identifier": ParamType.TOKEN,
     },
+}
+# Chained parameters (search.html §2.1.1.4.13) each resource type supports, as the reference
+# parameter they follow: clinics know their patients' identifiers (MRNs), not pseudonyms.
+# Any other chain, `_has` or modifier is refused, even without `Prefer: handling=strict`:
+# ignoring it would widen the result beyond what the client asked for (issue 11).
+CHAINS: Final[Mapping[str, Mapping[str, str]]] = {
+    "Observation": {"patient.identifier": "patient", "subject.identifier": "subject"},
+    "Patient": {},
+    "Device": {"patient.identifier": "patient"},
 }
 # The resource type a reference parameter points at.
 REFERENCE_TARGETS: Final[Mapping[str, str]] = {
@@ -333,6 +352,43 @@ class _Results:
                     self.includes.append(raw)
 
 
+def _or_texts(raw: str) -> list[str]:
+    texts = _split_or(raw)
+    if len(texts) > _MAX_VALUES:
+        raise InvalidSearch(f"at most {_MAX_VALUES} values per parameter")
+    return texts
+
+
+def _chain(resource_type: str, name: str, modifier: str) -> str | None:
+    """The supported chain `name` (or `name:Type.param`) stands for; None for a parameter
+    without chain, `_has` or modifier on an unknown name. Any other chain, `_has` and a modifier
+    of an unknown parameter are refused, strict or not (see CHAINS)."""
+    chains = CHAINS[resource_type]
+    known = SEARCH_PARAMETERS[resource_type]
+    if modifier and name in REFERENCE_TARGETS and "." in modifier:
+        target, _, rest = modifier.partition(".")
+        name = f"{name}.{rest}" if target == REFERENCE_TARGETS[name] else "."
+        modifier = ""
+    if name in chains and not modifier:
+        return name
+    if "." in name or name == "_has" or (modifier and name not in known):
+        unsupported = name.partition(".")[0] or "reference"
+        raise InvalidSearch(f"{unsupported}: this chain or modifier is not supported")
+    return None
+
+
+def _check_ignorable(resource_type: str, name: str, *, strict: bool) -> None:
+    """An unsupported name may be ignored only if R4 does not define it for the resource type
+    and the client did not ask for strict handling."""
+    if name in R4_SEARCH_PARAMETERS[resource_type]:
+        raise UnsupportedSearchParameter(
+            f"{resource_type} search parameter {name!r} is not supported (it is refused, "
+            "not ignored: the CapabilityStatement lists the supported ones)"
+        )
+    if strict:
+        raise InvalidSearch(f"unknown search parameter {name!r} (Prefer: handling=strict)")
+
+
 def parse_search(
     resource_type: str,
     parameters: Sequence[tuple[str, str]],
@@ -358,16 +414,17 @@ def parse_search(
         elif name in RESULT_PARAMETERS:
             results.read(name, modifier, raw)
             echo.append((key, raw))
+        elif (chain := _chain(resource_type, name, modifier)) is not None:
+            if raw:
+                clauses.append(Clause(chain, tuple(parse_token(t) for t in _or_texts(raw) if t)))
+                echo.append((key, raw))
         elif name not in known:
-            if strict:
-                raise InvalidSearch(f"unknown search parameter {name!r} (Prefer: handling=strict)")
+            _check_ignorable(resource_type, name, strict=strict)
             ignored.append(name)
         elif modifier:
             raise InvalidSearch(f"modifier :{modifier} of {name} is not supported")
         elif raw:  # search.html: a parameter with an empty value is ignored
-            texts = _split_or(raw)
-            if len(texts) > _MAX_VALUES:
-                raise InvalidSearch(f"at most {_MAX_VALUES} values per parameter")
+            texts = _or_texts(raw)
             values = tuple(_parse_value(known[name], name, text, now) for text in texts if text)
             if values:
                 clauses.append(Clause(name, values))

@@ -16,6 +16,7 @@ from typing import Final, Literal
 
 import orjson
 
+from gateway.models import ZoneSubject
 from gateway.privacy.audit_chain import GENESIS_MAC, AuditEntry, check_detail
 from gateway.services.zones import Zone
 from gateway.storage.audit import AuditDraft, ChainLink, StoredAuditEvent
@@ -65,11 +66,14 @@ async def record(
     *,
     action: AuditAction,
     actor: str,
-    subject: str | None,
+    subject: ZoneSubject | None,
     outcome: str,
     detail: Mapping[str, object],
 ) -> None:
-    """Append one event to the zone's audit log; returns once it is committed."""
+    """Append one event to the zone's audit log; returns once it is committed. `subject` is a
+    pseudonym the zone's database returned, never a value from a request."""
+    if subject is not None and not isinstance(subject, ZoneSubject):
+        raise TypeError("an audit subject is a ZoneSubject from this zone's storage")
     action = AuditAction(action)
     outcome = AuditOutcome(outcome)
     check_detail(detail)
@@ -77,7 +81,7 @@ async def record(
     draft = AuditDraft(
         action=action,
         actor=actor,
-        subject=subject,
+        subject=None if subject is None else subject.pseudonym,
         outcome=outcome,
         detail=orjson.dumps(frozen_detail, option=orjson.OPT_SORT_KEYS),
         key_version=zone.audit.key_version,

@@ -36,7 +36,7 @@ async def change_consent(
         target,
         action=AuditAction.CONSENT,
         actor=actor,
-        subject=pseudonym,
+        subject=changed.subject,
         outcome=AuditOutcome.SUCCESS,
         detail={
             "site": changed.site,

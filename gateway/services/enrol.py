@@ -53,7 +53,7 @@ async def enrol(zones: ZoneDirectory, clinic: Clinic, enrolment: Enrolment) -> E
             "a subject with one of these identifiers is already enrolled in this zone"
         )
     sealed = zone.vault.seal(pseudonym, _identity(enrolment))
-    await zone.db.subjects.insert(
+    stored = await zone.db.subjects.insert(
         StoredSubject(
             pseudonym=pseudonym,
             site=enrolment.site,
@@ -69,7 +69,7 @@ async def enrol(zones: ZoneDirectory, clinic: Clinic, enrolment: Enrolment) -> E
         zone,
         action=AuditAction.ENROL,
         actor=clinic.actor,
-        subject=pseudonym,
+        subject=stored,
         outcome=AuditOutcome.SUCCESS,
         # Counts and flags only: the identifiers themselves never reach the audit log.
         detail={

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from gateway.errors import NotFound
+from gateway.models import ZoneSubject
 from gateway.services.audit import AuditAction, AuditOutcome, record
 from gateway.services.zones import Zone, ZoneDirectory
 
@@ -76,21 +77,26 @@ async def erase(
         )
     if site is not None and subject.site != site:
         raise NotFound("no such subject")
-    await start(target, actor=actor, pseudonym=pseudonym, site=subject.site, reason=reason)
+    await start(target, actor=actor, subject=subject.subject, site=subject.site, reason=reason)
     await shred(target, pseudonym)
     removed = await delete_rows(target, pseudonym)
     await complete(
-        target, actor=actor, pseudonym=pseudonym, site=subject.site, reason=reason, removed=removed
+        target,
+        actor=actor,
+        subject=subject.subject,
+        site=subject.site,
+        reason=reason,
+        removed=removed,
     )
     return Erasure(pseudonym, already_erased=False, removed=removed)
 
 
 async def start(
-    zone: Zone, *, actor: str, pseudonym: str, site: str, reason: ErasureReason
+    zone: Zone, *, actor: str, subject: ZoneSubject, site: str, reason: ErasureReason
 ) -> None:
     """Step 1: the intent record, then the mark (and blind index gone)."""
-    await _audit(zone, actor, pseudonym, {"site": site, "reason": str(reason), "phase": "started"})
-    await zone.db.subjects.mark_erasing(pseudonym)
+    await _audit(zone, actor, subject, {"site": site, "reason": str(reason), "phase": "started"})
+    await zone.db.subjects.mark_erasing(subject.pseudonym)
     # This process stops resolving the subject at once. The cache is keyed by blind index, which
     # the pseudonym does not give back: clear it whole (one database read per subject to refill).
     zone.lookups.subjects.clear()
@@ -112,7 +118,7 @@ async def complete(
     zone: Zone,
     *,
     actor: str,
-    pseudonym: str,
+    subject: ZoneSubject,
     site: str,
     reason: ErasureReason,
     removed: dict[str, int],
@@ -122,7 +128,7 @@ async def complete(
     await _audit(
         zone,
         actor,
-        pseudonym,
+        subject,
         {"site": site, "reason": str(reason), "phase": phase, "removed": removed},
     )
 
@@ -133,7 +139,7 @@ async def _after_row_gone(
     earlier = await zone.db.subjects.last_erasure_record(pseudonym)
     if earlier is None:
         raise NotFound("no such subject")
-    erased_site, phase = earlier
+    subject, erased_site, phase = earlier
     if erased_site is None or (site is not None and erased_site != site):
         raise NotFound("no such subject")
     # Sweep: deletes nothing, unless a late reading left rows behind (module docstring).
@@ -142,7 +148,7 @@ async def _after_row_gone(
     await complete(
         zone,
         actor=actor,
-        pseudonym=pseudonym,
+        subject=subject,
         site=erased_site,
         reason=reason,
         removed=removed,
@@ -151,13 +157,13 @@ async def _after_row_gone(
     return Erasure(pseudonym, already_erased=finished, removed=removed)
 
 
-async def _audit(zone: Zone, actor: str, pseudonym: str, detail: dict[str, object]) -> None:
+async def _audit(zone: Zone, actor: str, subject: ZoneSubject, detail: dict[str, object]) -> None:
     # The pseudonym (subject field), the site and codes: no identity, which no longer exists.
     await record(
         zone,
         action=AuditAction.ERASE,
         actor=actor,
-        subject=pseudonym,
+        subject=subject,
         outcome=AuditOutcome.SUCCESS,
         detail=detail,
     )

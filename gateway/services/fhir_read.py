@@ -13,7 +13,7 @@ indistinguishable from a resource that does not exist: 404 on read, no match in 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final
 from urllib.parse import urlencode
@@ -23,13 +23,15 @@ import orjson
 from gateway.errors import Forbidden, NotFound
 from gateway.fhir import bundle
 from gateway.fhir.search import (
+    CHAINS,
     LASTN_MAX,
+    Clause,
     InvalidCursor,
     InvalidSearch,
     SearchRequest,
     Token,
 )
-from gateway.models import Identifier
+from gateway.models import Identifier, ZoneSubject
 from gateway.privacy import SealedIdentity
 from gateway.privacy.cursors import CursorRejected
 from gateway.services import audit
@@ -69,7 +71,7 @@ async def _audit(
     *,
     action: audit.AuditAction,
     resource_type: str,
-    subject: str | None,
+    subject: ZoneSubject | None,
     found: int,
     parameters: Sequence[str] = (),
 ) -> None:
@@ -102,7 +104,7 @@ async def read_observation(
         principal,
         action=audit.AuditAction.READ,
         resource_type="Observation",
-        subject=found.subject if found else None,
+        subject=found.audit_subject if found else None,
         found=int(found is not None),
     )
     if found is None:
@@ -202,7 +204,7 @@ async def read_patient(
         principal,
         action=audit.AuditAction.READ,
         resource_type="Patient",
-        subject=found[0].pseudonym if found else None,
+        subject=found[0].audit_subject if found else None,
         found=len(found),
     )
     if not found:
@@ -222,7 +224,7 @@ async def read_device(
         principal,
         action=audit.AuditAction.READ,
         resource_type="Device",
-        subject=found[0].subject if found else None,
+        subject=found[0].audit_subject if found else None,
         found=len(found),
     )
     if not found:
@@ -261,15 +263,53 @@ def _links(
     return links
 
 
-def _single_subject(request: SearchRequest) -> str | None:
-    named = {
-        value
-        for name in ("patient", "subject")
-        for values in request.values_of(name)
-        for value in values
-        if isinstance(value, str)
-    }
-    return next(iter(named)) if len(named) == 1 else None
+async def _identified(zone: Zone, tokens: Iterable[Token]) -> set[str]:
+    """The pseudonyms (of any site of this zone) enrolled with any of these identifiers. They are
+    found through the keyed blind index, which is of system and value together, so a value
+    without its system cannot be looked up."""
+    tokens = list(tokens)
+    if any(not t.system for t in tokens):
+        raise InvalidSearch("identifier searches of patients need system|value")
+    blind = [
+        index
+        for t in tokens
+        for index in zone.pseudonyms.blind_indexes(Identifier(str(t.system), t.code))
+    ]
+    return set((await zone.db.subjects.resolve(blind)).values())
+
+
+async def _resolve_chains(zone: Zone, request: SearchRequest) -> SearchRequest:
+    """`patient.identifier=system|value` becomes `patient=<pseudonyms>`. An identifier of nobody
+    in this zone names the id "", which matches nothing: an empty result, never a wider one.
+    The site scoping of every query keeps another site's subject out."""
+    chains = CHAINS[request.resource_type]
+    clauses = []
+    for clause in request.clauses:
+        if clause.name in chains:
+            found = await _identified(zone, (v for v in clause.values if isinstance(v, Token)))
+            clauses.append(Clause(chains[clause.name], tuple(sorted(found)) or ("",)))
+        else:
+            clauses.append(clause)
+    return replace(request, clauses=tuple(clauses))
+
+
+def _named_subjects(request: SearchRequest, names: Sequence[str]) -> list[str]:
+    return sorted(
+        {
+            value
+            for name in names
+            for values in request.values_of(name)
+            for value in values
+            if isinstance(value, str) and value
+        }
+    )
+
+
+async def _audit_subject(zone: Zone, site: str, named: Sequence[str]) -> ZoneSubject | None:
+    """The one subject of this site and zone a search named, if it named exactly one that
+    exists: what the client typed (an MRN, another zone's pseudonym) never reaches the log."""
+    found = await zone.db.search.site_subjects(site, named) if named else []
+    return found[0] if len(found) == 1 else None
 
 
 async def search_observations(
@@ -278,6 +318,8 @@ async def search_observations(
     zone = _authorise(zones, principal, "Observation")
     site = principal.site
     position = _position(zone, request)
+    parameters = request.names()
+    request = await _resolve_chains(zone, request)
     after = None
     if position is not None:
         try:
@@ -301,9 +343,9 @@ async def search_observations(
         principal,
         action=audit.AuditAction.SEARCH,
         resource_type="Observation",
-        subject=_single_subject(request),
+        subject=await _audit_subject(zone, site, _named_subjects(request, ("patient", "subject"))),
         found=len(rows) if total is None else total,
-        parameters=request.names(),
+        parameters=parameters,
     )
     return bundle.searchset(
         base=base,
@@ -353,26 +395,25 @@ async def last_n(
     zone = _authorise(zones, principal, "Observation")
     if not 1 <= max_per_code <= LASTN_MAX:
         raise InvalidSearch(f"max is 1 to {LASTN_MAX}")
-    subjects = sorted(
-        {
-            value
-            for name in ("patient", "subject")
-            for values in request.values_of(name)
-            for value in values
-            if isinstance(value, str)
-        }
-    )
-    if not subjects:
+    parameters = request.names()
+    if not any(request.values_of(name) for name in ("patient", "subject", *CHAINS["Observation"])):
         raise InvalidSearch("$lastn needs a patient or subject parameter")
-    rows = await zone.db.search.last_n(principal.site, subjects, request, max_per_code)
+    request = await _resolve_chains(zone, request)
+    # "" (an identifier of nobody) stays out: it matches nothing, so the result is empty.
+    subjects = _named_subjects(request, ("patient", "subject"))
+    rows = (
+        await zone.db.search.last_n(principal.site, subjects, request, max_per_code)
+        if subjects
+        else []
+    )
     await _audit(
         zone,
         principal,
         action=audit.AuditAction.SEARCH,
         resource_type="Observation",
-        subject=subjects[0] if len(subjects) == 1 else None,
+        subject=await _audit_subject(zone, principal.site, subjects),
         found=len(rows),
-        parameters=[*request.names(), "max"],
+        parameters=[*parameters, "max"],
     )
     url = f"{base}/Observation/$lastn"
     query = urlencode([*request.echo, ("max", str(max_per_code))])
@@ -419,17 +460,8 @@ async def search_patients(
     zone = _authorise(zones, principal, "Patient")
     sets = _token_ids(request, "_id", None)
     for values in request.values_of("identifier"):
-        # The clinic's own identifiers are found through the keyed blind index; a value without
-        # its system cannot be (the index is of system and value together).
-        tokens = [v for v in values if isinstance(v, Token)]
-        if any(not t.system for t in tokens):
-            raise InvalidSearch("Patient identifier searches need system|value")
-        blind = [
-            index
-            for t in tokens
-            for index in zone.pseudonyms.blind_indexes(Identifier(str(t.system), t.code))
-        ]
-        sets.append(set((await zone.db.subjects.resolve(blind)).values()))
+        # The clinic's own identifiers, through the keyed blind index.
+        sets.append(await _identified(zone, (v for v in values if isinstance(v, Token))))
     pseudonyms = _intersect(sets)
     after = _after_id(zone, request)
     total = (
@@ -447,7 +479,7 @@ async def search_patients(
         principal,
         action=audit.AuditAction.SEARCH,
         resource_type="Patient",
-        subject=found[0].pseudonym if len(found) == 1 else None,
+        subject=found[0].audit_subject if len(found) == 1 else None,
         found=len(found) if total is None else total,
         parameters=request.names(),
     )
@@ -464,6 +496,8 @@ async def search_devices(
     zones: ZoneDirectory, principal: ClientPrincipal, request: SearchRequest, *, base: str
 ) -> dict[str, object]:
     zone = _authorise(zones, principal, "Device")
+    parameters = request.names()
+    request = await _resolve_chains(zone, request)
     pseudonyms = _intersect(
         [
             *_token_ids(request, "_id", None),
@@ -494,9 +528,9 @@ async def search_devices(
         principal,
         action=audit.AuditAction.SEARCH,
         resource_type="Device",
-        subject=subjects[0] if subjects is not None and len(subjects) == 1 else None,
+        subject=await _audit_subject(zone, site, subjects or []),
         found=len(found) if total is None else total,
-        parameters=request.names(),
+        parameters=parameters,
     )
     return bundle.searchset(
         base=base,

@@ -85,8 +85,9 @@ class ResidencyStore:
 
     async def foreign_rows(self, zone: str) -> dict[str, int]:
         """Rows per table that belong to no subject of this database's `subjects` (or, for
-        tables that name their zone, to another zone): a copy from another zone's database, or
-        an orphan. Only tables with offenders are listed."""
+        tables that name their zone, to another zone; for `audit_events`, to no subject this
+        zone holds or erased): a copy from another zone's database, or an orphan. Only tables
+        with offenders are listed."""
         offenders: dict[str, int] = {}
         async with self._pool.acquire() as conn:
             for table, column in _SUBJECT_ROWS:
@@ -97,6 +98,23 @@ class ResidencyStore:
                 )
                 if found:
                     offenders[table] = int(found)
+            # The audit log outlives erasure: a subject no longer in `subjects` is legitimate
+            # only if this zone erased it (its `erase` record, partial index of migration 0008).
+            # Any other value is a subject this zone never held: another zone's pseudonym, or
+            # what a client typed (issue 11).
+            found = await conn.fetchval(
+                """
+                SELECT count(*) FROM audit_events a
+                WHERE a.subject IS NOT NULL
+                  AND NOT EXISTS (SELECT 1 FROM subjects s WHERE s.pseudonym = a.subject)
+                  AND NOT EXISTS (
+                      SELECT 1 FROM audit_events e
+                      WHERE e.action = 'erase' AND e.subject = a.subject
+                  )
+                """
+            )
+            if found:
+                offenders["audit_events"] = int(found)
             for table in ("smart_clients", "studies"):
                 exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
                 if not exists:

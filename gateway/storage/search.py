@@ -20,6 +20,8 @@ import orjson
 from gateway.fhir.dates import DateCondition, Prefix
 from gateway.fhir.observation import IDENTIFIER_SYSTEM, OBSERVATION_CATEGORY, UCUM
 from gateway.fhir.search import Clause, Quantity, SearchRequest, Token, Value
+from gateway.measures.table import MEASURES
+from gateway.models import ZoneSubject
 from gateway.storage.pool import ZonePool
 
 LOINC: Final = "http://loinc.org"
@@ -44,6 +46,10 @@ class StoredObservation:
     sort_value: datetime
     resource: bytes
 
+    @property
+    def audit_subject(self) -> ZoneSubject:
+        return ZoneSubject(self.subject)
+
 
 @dataclass(frozen=True, slots=True)
 class ObservationVersion:
@@ -61,6 +67,10 @@ class SiteSubject:
     wrapped_key: bytes
     identity: bytes
 
+    @property
+    def audit_subject(self) -> ZoneSubject:
+        return ZoneSubject(self.pseudonym)
+
 
 @dataclass(frozen=True, slots=True)
 class StoredDevice:
@@ -69,6 +79,10 @@ class StoredDevice:
     model: str | None
     manufacturer: str | None
     first_seen: datetime
+
+    @property
+    def audit_subject(self) -> ZoneSubject:
+        return ZoneSubject(self.subject)
 
 
 class _Binds:
@@ -135,12 +149,33 @@ def _quantity_predicate(binds: _Binds, q: Quantity) -> str:
     return "(" + " AND ".join(parts) + ")"
 
 
+def _measures_by_coding() -> Mapping[tuple[str | None, str], frozenset[str]]:
+    """(system, code) and (None, code) -> the `code` column values (each measure's LOINC code) of
+    the measures whose Observation.code lists that coding."""
+    found: dict[tuple[str | None, str], set[str]] = {}
+    for measure in MEASURES.values():
+        for coding in measure.codings:
+            for key in ((coding.system, coding.code), (None, coding.code)):
+                found.setdefault(key, set()).add(measure.loinc)
+    return {key: frozenset(codes) for key, codes in found.items()}
+
+
+# gateway/fhir/observation.py writes Observation.code.coding as the measure's codings (LOINC first,
+# then others such as a second LOINC code or IEEE 11073 MDC) and the `code` column as the
+# measure's LOINC code, so a token names exactly the rows of the measures that list its coding.
+_MEASURES_BY_CODING: Final = _measures_by_coding()
+
+
 def _code_predicate(binds: _Binds, token: Token) -> str:
-    if token.system == LOINC:
-        # Observation.code's first coding is LOINC and is the `code` column: use its indexes.
-        return f"o.code = {binds.add(token.code, 'text')}"
+    # R4 search.html §2.1.1.4.5 token: `[system]|[code]` matches when ANY coding of the
+    # CodeableConcept has that system and code, not only the first one (issue 11).
     if token.system == "":
         return "false"  # every coding the gateway writes has a system
+    measures = _MEASURES_BY_CODING.get((token.system, token.code))
+    if measures is not None:
+        # The `code` column: the (subject, code, time) indexes serve it.
+        return _any(binds, "o.code", sorted(measures))
+    # A coding the measure table does not list (any more): compare the stored resource itself.
     coding: dict[str, str] = {"code": token.code}
     if token.system is not None:
         coding["system"] = token.system
@@ -346,6 +381,19 @@ class FhirSearchStore:
             limit,
         )
         return [SiteSubject(**dict(row)) for row in rows]
+
+    async def site_subjects(self, site: str, pseudonyms: Sequence[str]) -> list[ZoneSubject]:
+        """Those of `pseudonyms` that name a subject of `site` in this zone (not being erased)."""
+        rows = await self._pool.fetch(
+            """
+            SELECT pseudonym FROM subjects
+            WHERE site = $1 AND pseudonym = ANY($2::text[]) AND erasure_started_at IS NULL
+            ORDER BY pseudonym
+            """,
+            site,
+            list(pseudonyms),
+        )
+        return [ZoneSubject(row["pseudonym"]) for row in rows]
 
     async def count_subjects(self, site: str, pseudonyms: Sequence[str] | None) -> int:
         return int(

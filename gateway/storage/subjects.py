@@ -8,6 +8,7 @@ from typing import Final, TypeVar
 import asyncpg
 
 from gateway.errors import AlreadyEnrolled, TableBusy
+from gateway.models import ZoneSubject
 from gateway.storage.pool import ZonePool
 
 T = TypeVar("T")
@@ -47,7 +48,7 @@ class SubjectStore:
     def __init__(self, pool: ZonePool) -> None:
         self._pool = pool
 
-    async def insert(self, subject: StoredSubject, blind_indexes: Sequence[str]) -> None:
+    async def insert(self, subject: StoredSubject, blind_indexes: Sequence[str]) -> ZoneSubject:
         """Store a subject and its blind-index entries in one transaction; `AlreadyEnrolled`
         when the pseudonym or any identifier is taken (the transaction leaves nothing)."""
         async with self._pool.acquire() as conn, conn.transaction():
@@ -81,6 +82,7 @@ class SubjectStore:
                 raise AlreadyEnrolled(
                     "a subject with one of these identifiers is already enrolled in this zone"
                 ) from exc
+        return ZoneSubject(subject.pseudonym)
 
     async def resolve(self, blind_indexes: Sequence[str]) -> dict[str, str]:
         """Map each known blind index to its subject pseudonym."""
@@ -254,6 +256,7 @@ class SubjectStore:
                 actor,
             )
         return ConsentChange(
+            subject=ZoneSubject(pseudonym),
             site=row["site"],
             changed_at=changed_at,
             research=row["research_consent"],
@@ -270,7 +273,7 @@ class SubjectStore:
             """,
             pseudonym,
         )
-        return [ConsentChange(**dict(row)) for row in rows]
+        return [ConsentChange(subject=ZoneSubject(pseudonym), **dict(row)) for row in rows]
 
     async def erasure_target(self, pseudonym: str) -> ErasureTarget | None:
         """The subject's site and erasure mark, whatever step its erasure has reached (None once
@@ -278,11 +281,17 @@ class SubjectStore:
         row = await self._pool.fetchrow(
             "SELECT site, erasure_started_at FROM subjects WHERE pseudonym = $1", pseudonym
         )
-        return ErasureTarget(row["site"], row["erasure_started_at"]) if row else None
+        return (
+            ErasureTarget(ZoneSubject(pseudonym), row["site"], row["erasure_started_at"])
+            if row
+            else None
+        )
 
-    async def last_erasure_record(self, pseudonym: str) -> tuple[str | None, str | None] | None:
-        """(site, phase) from the latest `erase` audit record of this pseudonym, if any: the only
-        trace an erased subject leaves (partial index of migration 0008)."""
+    async def last_erasure_record(
+        self, pseudonym: str
+    ) -> tuple[ZoneSubject, str | None, str | None] | None:
+        """(subject, site, phase) from the latest `erase` audit record of this pseudonym, if any:
+        the only trace an erased subject leaves (partial index of migration 0008)."""
         row = await self._pool.fetchrow(
             """
             SELECT detail ->> 'site' AS site, detail ->> 'phase' AS phase FROM audit_events
@@ -290,7 +299,7 @@ class SubjectStore:
             """,
             pseudonym,
         )
-        return (row["site"], row["phase"]) if row else None
+        return (ZoneSubject(pseudonym), row["site"], row["phase"]) if row else None
 
     async def mark_erasing(self, pseudonym: str) -> bool:
         """Erasure step 1: mark the subject as being erased and remove its blind-index entries,
@@ -354,6 +363,7 @@ def _affected(status: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class ConsentChange:
+    subject: ZoneSubject
     site: str
     changed_at: datetime
     research: bool
@@ -363,5 +373,6 @@ class ConsentChange:
 
 @dataclass(frozen=True, slots=True)
 class ErasureTarget:
+    subject: ZoneSubject
     site: str
     erasure_started_at: datetime | None

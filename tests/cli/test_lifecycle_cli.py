@@ -3,6 +3,7 @@ real CLI in a subprocess, against the zone databases of a running gateway (issue
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 
 from gateway.residency.export_policy import TransferMechanism
@@ -222,3 +223,47 @@ async def test_residency_report_counts_per_zone_and_names_foreign_rows_by_table_
     assert "observations 1" in eu
     for trace in (first, CANARY):
         assert trace not in failed.stdout + failed.stderr
+
+
+async def test_residency_report_checks_audit_subjects_and_keeps_erased_ones(
+    gateway: Gateway, settings: Settings, zone_dsns: dict[str, str]
+) -> None:
+    """Audit records outlive erasure, so an erased subject's are this zone's own; a subject value
+    the zone never held (another zone's pseudonym) in `audit_events` fails the check (issue 11)."""
+    await _enrol_with_readings(gateway, "MRN-AUDIT-1")
+    erased = await _enrol_with_readings(gateway, "MRN-AUDIT-2")
+    foreign = await gateway.enrol("eu", "MRN-AUDIT-EU")
+    env = both_zones(settings)
+    gone = run(
+        ["subjects", "erase", "--zone", "cn", "--pseudonym", erased, "--reason", "error"], env
+    )
+    assert gone.returncode == 0, gone.stderr
+    [left] = await fetch(
+        zone_dsns["cn"], "SELECT count(*) AS n FROM audit_events WHERE subject = $1", erased
+    )
+    assert left["n"] >= 3, "enrol and erase records of the erased subject: proves nothing"
+
+    clean = run(["residency", "report"], env)
+
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert clean.stdout.count("residency check: ok") == 2
+
+    # Planted as the test superuser, outside the gateway (which now records only subjects that
+    # resolved in its zone): the append-only trigger refuses UPDATE/DELETE, not INSERT.
+    await fetch(
+        zone_dsns["cn"],
+        "INSERT INTO audit_events (seq, recorded_at, action, actor, subject, outcome, detail, "
+        "key_version, prev_mac, mac) SELECT max(seq) + 1, now(), 'search', 'k-test', $1, "
+        "'success', '{}'::jsonb, 1, $2, $3 FROM audit_events",
+        foreign,
+        os.urandom(32),
+        os.urandom(32),
+    )
+
+    failed = run(["residency", "report"], env)
+
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    cn, eu = failed.stdout.split("zone eu\n")
+    assert "residency check: FAILED, rows of no subject of this zone: audit_events 1\n" in cn
+    assert "residency check: ok" in eu
+    assert foreign not in failed.stdout + failed.stderr

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from fhir.resources.R4B.auditevent import AuditEvent
 
+from gateway.models import ZoneSubject
 from gateway.privacy import KeyPurpose, ZoneKeyRing
 from gateway.privacy.audit_chain import AuditChain, AuditEntry, InvalidAuditDetail
 from gateway.services.audit import AuditAction, AuditOutcome, export_fhir, record, verify
@@ -45,7 +46,7 @@ async def record_reads(zone: Zone, count: int) -> None:
             zone,
             action=AuditAction.READ,
             actor="k-clinic",
-            subject=f"s1-{n:032d}",
+            subject=ZoneSubject(f"s1-{n:032d}"),
             outcome=AuditOutcome.SUCCESS,
             detail={"resource": "Observation", "results": n},
         )
@@ -234,7 +235,7 @@ async def test_every_action_exports_as_a_valid_r4_audit_event(cn: Zone) -> None:
             cn,
             action=action,
             actor=f"k-{n}",
-            subject="s1-abcdefghijklmnopqrstuvwxyz234567" if n % 2 else None,
+            subject=ZoneSubject("s1-abcdefghijklmnopqrstuvwxyz234567") if n % 2 else None,
             outcome=list(AuditOutcome)[n % 3],
             detail={"count": n, "params": ["code", "date"], "flag": True, "none": None},
         )

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 import asyncpg
 import pytest
 
+from gateway.models import ZoneSubject
 from gateway.privacy import IdentityUnreadable, SealedIdentity
 from gateway.services.erase import ErasureReason, delete_rows, erase, shred, start
 from gateway.web.keys import ZONES
@@ -186,7 +187,9 @@ async def test_an_erasure_interrupted_after_any_step_completes_when_run_again(
     zones = gateway.client.app[ZONES]
     zone = zones["cn"]
     reason = ErasureReason.SUBJECT_REQUEST
-    await start(zone, actor="operator", pseudonym=pseudonym, site=SITE["cn"], reason=reason)
+    await start(
+        zone, actor="operator", subject=ZoneSubject(pseudonym), site=SITE["cn"], reason=reason
+    )
     if crash_after >= 2:
         await shred(zone, pseudonym)
     if crash_after >= 3:

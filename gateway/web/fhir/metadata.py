@@ -8,7 +8,7 @@ from typing import Final
 
 from aiohttp import web
 
-from gateway.fhir.search import INCLUDES, SEARCH_PARAMETERS
+from gateway.fhir.search import CHAINS, INCLUDES, SEARCH_PARAMETERS
 from gateway.web.fhir.common import base_url
 from gateway.web.fhir.outcome import FHIR_JSON, fhir_response, negotiate
 from gateway.web.keys import SETTINGS
@@ -34,6 +34,12 @@ _INTERACTIONS: Final = {
 }
 
 
+def _chains(resource_type: str, name: str) -> dict[str, str]:
+    """R4 CapabilityStatement has no element for chains: name them in the documentation."""
+    chains = sorted(chain for chain, via in CHAINS[resource_type].items() if via == name)
+    return {"documentation": "chains: " + ", ".join(chains)} if chains else {}
+
+
 def capability_statement(base: str, token_url: str) -> dict[str, object]:
     resources = []
     for resource_type, parameters in SEARCH_PARAMETERS.items():
@@ -52,6 +58,7 @@ def capability_statement(base: str, token_url: str) -> dict[str, object]:
                         if (resource_type, name) in _DEFINITIONS
                         else {}
                     ),
+                    **_chains(resource_type, name),
                 }
                 for name, kind in parameters.items()
             ]

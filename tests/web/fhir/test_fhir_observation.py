@@ -7,13 +7,14 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from fhir.resources.R4B.observation import Observation
 from yarl import URL
 
 from tests.adapters.healthconnect.test_healthconnect_versions import post, weight
 from tests.conftest import Gateway
 from tests.helpers import blood_pressure, reading, steps
 from tests.smart_helpers import client_token
-from tests.web.fhir.conftest import Fhir, ids, link
+from tests.web.fhir.conftest import MODELS, Fhir, ids, link
 
 LOINC_HR = "http://loinc.org|8867-4"
 T0 = datetime(2024, 3, 5, 10, 0, tzinfo=timezone(timedelta(hours=8)))
@@ -94,6 +95,28 @@ async def test_code_tokens(
 ) -> None:
     bundle = await fhir.search(patient=heart_rates[0], code=code)
     assert len(ids(bundle)) == expected
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("http://loinc.org|2708-6", 1),  # the first coding of SpO2
+        ("http://loinc.org|59408-5", 1),  # its second LOINC coding (issue 11)
+        ("59408-5", 1),
+        ("urn:iso:std:iso:11073:10101|150456", 1),  # its MDC coding
+        ("http://loinc.org|59408-5,http://loinc.org|8867-4", 6),
+        ("urn:iso:std:iso:11073:10101|59408-5", 0),  # right code, wrong system
+    ],
+)
+async def test_a_system_code_token_matches_any_coding_of_the_code(
+    fhir: Fhir, gateway: Gateway, heart_rates: tuple[str, list[str]], code: str, expected: int
+) -> None:
+    """R4 token search: `system|code` matches when any coding of Observation.code has both."""
+    await _store(gateway, [reading("MRN-1", kind="oxygen-saturation", value=97, unit="%")])
+    bundle = await fhir.search(patient=heart_rates[0], code=code)
+    assert len(ids(bundle)) == expected
+    counted = await fhir.search(patient=heart_rates[0], code=code, _summary="count")
+    assert counted["total"] == expected
 
 
 @pytest.mark.parametrize(
@@ -278,8 +301,42 @@ async def test_elements_subsets_and_tags(fhir: Fhir, heart_rates: tuple[str, lis
     bundle = await fhir.search(patient=heart_rates[0], _elements="code,subject")
     for entry in bundle["entry"]:
         resource = entry["resource"]
-        assert set(resource) == {"resourceType", "id", "meta", "code", "subject"}
+        assert {"resourceType", "id", "meta", "code", "subject"} <= set(resource)
+        assert "device" not in resource
+        assert "issued" not in resource
         assert resource["meta"]["tag"][-1]["code"] == "SUBSETTED"
+
+
+async def test_elements_keeps_mandatory_and_vital_signs_elements(
+    fhir: Fhir, gateway: Gateway, heart_rates: tuple[str, list[str]]
+) -> None:
+    """search.html _elements: mandatory elements are returned anyway, and a subsetted
+    vital-signs Observation keeps what its profile requires; each subset is a valid resource."""
+    subject, _ = heart_rates
+    await _store(gateway, [steps("MRN-1", 1200)])
+    bundle = await fhir.search(patient=subject, _elements="code,valueQuantity")
+    resources = [e["resource"] for e in bundle["entry"]]
+    assert len(resources) == 7
+    for resource in resources:
+        assert resource["meta"]["tag"][-1]["code"] == "SUBSETTED"
+        assert {"status", "code"} <= set(resource)  # Observation.status and .code are 1..1
+        assert "device" not in resource
+        assert "identifier" not in resource
+        Observation.model_validate(resource)
+        if resource["meta"].get("profile"):  # heart rate, blood pressure: vital-signs profile
+            assert {"category", "subject"} <= set(resource)
+            assert {"effectiveDateTime", "effectivePeriod"} & set(resource)
+            assert {"valueQuantity", "component"} & set(resource)
+        else:  # steps: no profile, nothing beyond what R4 itself requires
+            assert set(resource) == {"resourceType", "id", "meta", "status", "code"} | {
+                "valueQuantity"
+            }
+    patients = await fhir.search("Patient", _id=subject, _elements="identifier")
+    devices = await fhir.search("Device", patient=subject, _elements="manufacturer")
+    for entry in [*patients["entry"], *devices["entry"]]:
+        resource = entry["resource"]
+        assert resource["meta"]["tag"][-1]["code"] == "SUBSETTED"
+        MODELS[resource["resourceType"]].model_validate(resource)
 
 
 async def test_include_patient_and_device(fhir: Fhir, heart_rates: tuple[str, list[str]]) -> None:
