@@ -240,11 +240,12 @@ async def admin_connection(
 
 
 async def migrate_database(
-    dsn: str, *, zone: str | None = None, grant_to: str | None = None
+    dsn: str, *, zone: str | None = None, grant_to: str | None = None, up_to: int | None = None
 ) -> list[schema.Migration]:
-    """Apply pending migrations; with `grant_to`, then give that role what the gateway needs."""
+    """Apply pending migrations (up to `up_to`); with `grant_to`, then give that role what the
+    gateway needs."""
     async with admin_connection(dsn, zone=zone) as conn:
-        applied = await schema.migrate(conn)
+        applied = await schema.migrate(conn, up_to=up_to)
         if grant_to is not None:
             await schema.grant_gateway_role(conn, grant_to)
         return applied

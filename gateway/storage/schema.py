@@ -105,8 +105,9 @@ async def current_version(conn: asyncpg.Connection) -> int:
     return int(version)
 
 
-async def migrate(conn: asyncpg.Connection) -> list[Migration]:
-    """Apply every pending migration, each in its own transaction. Returns those applied."""
+async def migrate(conn: asyncpg.Connection, *, up_to: int | None = None) -> list[Migration]:
+    """Apply every pending migration (with `up_to`, those numbered up to it: how a test builds a
+    database as an older gateway left it), each in its own transaction. Returns those applied."""
     applied: list[Migration] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
     try:
@@ -117,7 +118,7 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
                 f"database schema is at version {done}, newer than this gateway ({LATEST_VERSION})"
             )
         for migration in available_migrations():
-            if migration.version <= done:
+            if migration.version <= done or (up_to is not None and migration.version > up_to):
                 continue
             async with conn.transaction():
                 await conn.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")

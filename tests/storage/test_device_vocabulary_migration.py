@@ -12,7 +12,8 @@ CANARY = "CANARY-DEVICE-TEXT-4b1e"
 
 
 async def test_stored_device_text_is_mapped_to_its_family_and_maker_or_other(databases) -> None:
-    dsn = await databases.create("devices_before_0011")
+    dsn = await databases.create("devices_before_0011", migrated=False)
+    await migrate_database(dsn, up_to=10)  # the schema as a gateway before 0011 left it
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(
@@ -31,14 +32,12 @@ async def test_stored_device_text_is_mapped_to_its_family_and_maker_or_other(dat
                 ("d1-e", "HEM-9200T", None),
             ],
         )
-        # Run 0011 again over these rows, as `migrate` does for a database stored before it.
-        await conn.execute("DELETE FROM schema_migrations WHERE version = 11")
     finally:
         await conn.close()
 
     applied = await migrate_database(dsn)
 
-    assert [m.version for m in applied] == [11]
+    assert [m.version for m in applied][0] == 11
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch("SELECT pseudonym, model, manufacturer FROM devices ORDER BY 1")
