@@ -275,7 +275,7 @@ async def run_export(zone: Zone, keyring: ZoneKeyRing) -> dict[str, Any]:
 
     sampler = asyncio.create_task(sample())
     began = time.perf_counter()
-    await ExportRunner(zone, keyring, 600).run(job)
+    await ExportRunner(zone, 600).run(job)
     elapsed = time.perf_counter() - began
     done.set()
     await sampler

@@ -14,6 +14,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.privacy import ZoneKeyRing
 from gateway.privacy.provider import FileKeyProvider, KeyProvider
 from gateway.services.export_runner import ExportWorkers
+from gateway.services.key_ring import Instance, KeyRingWatch
 from gateway.services.key_rotation import check_keys_cover_data
 from gateway.services.zones import Zone, ZoneDirectory
 from gateway.settings import Settings, ZoneSettings
@@ -44,7 +45,14 @@ async def open_zones(
     settings: Settings,
     keyrings: Mapping[str, ZoneKeyRing],
     metrics: GatewayMetrics | None = None,
+    *,
+    providers: Mapping[str, KeyProvider] | None = None,
+    instance: Instance | None = None,
 ) -> ZoneDirectory:
+    """Connect to each zone and check its key ring against the data and against the ring the
+    zone has published (a ring behind it does not open; one ahead of it is published). With
+    `providers`, a zone's ring can later be reloaded from its key file; with `instance`, this
+    process registers as a live gateway of each zone (services/key_ring.py)."""
     writer = WriterSettings(
         max_batch_rows=settings.write_batch_rows,
         max_wait_seconds=settings.write_max_wait_seconds,
@@ -66,12 +74,18 @@ async def open_zones(
             try:
                 # Before serving: a ring lacking a key version the data needs must not start.
                 await check_keys_cover_data(db, keyrings[name])
+                zone = Zone.build(
+                    db,
+                    keyrings[name],
+                    cache_seconds=settings.lookup_cache_seconds,
+                    provider=(providers or {}).get(name),
+                    instance=instance,
+                )
+                await zone.keys.start()
             except BaseException:
                 await db.close()
                 raise
-            opened[name] = Zone.build(
-                db, keyrings[name], cache_seconds=settings.lookup_cache_seconds
-            )
+            opened[name] = zone
     except BaseException:
         for zone in opened.values():
             await zone.db.close()
@@ -88,6 +102,12 @@ def create_app(
         raise ConfigurationError("the base URL is unknown before the port is bound (listen())")
     # Keys are read before anything listens: a gateway without its zone keys does not start.
     rings = dict(keyrings) if keyrings is not None else load_keyrings(settings)
+    # Rings read from key files are reloaded from them when the `keys` CLI rotates (issue 11).
+    providers = (
+        {name: key_provider(zone) for name, zone in settings.zones.items()}
+        if keyrings is None
+        else {}
+    )
     missing = set(settings.zones) - set(rings)
     if missing:
         raise ConfigurationError(f"no key ring for zones {', '.join(sorted(missing))}")
@@ -103,8 +123,15 @@ def create_app(
     app[RATE_LIMITS] = TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst)
 
     async def zones_ctx(app: web.Application) -> AsyncIterator[None]:
-        zones = await open_zones(settings, rings, metrics)
+        instance = Instance.this_process(settings.key_lease_seconds)
+        zones = await open_zones(settings, rings, metrics, providers=providers, instance=instance)
         app[ZONES] = zones
+        watch = KeyRingWatch(
+            {name: zone.keys for name, zone in zones.items()},
+            {name: zone.db for name, zone in zones.items()},
+            check_seconds=settings.key_check_seconds,
+        )
+        watch.start()
         metrics.watch_pools(
             lambda: {
                 name: (u.size, u.idle, u.max_size, u.queued_rows)
@@ -113,6 +140,7 @@ def create_app(
         )
         event(log, "app.started", zones=sorted(zones))
         yield
+        await watch.stop()  # also removes this process's lease rows
         for zone in zones.values():
             await zone.db.close()
         event(log, "app.stopped")
@@ -120,7 +148,7 @@ def create_app(
     async def exports_ctx(app: web.Application) -> AsyncIterator[None]:
         # Research export jobs run in the background, one task per served zone; stopped before
         # the zones close (cleanup contexts unwind in reverse), handing running jobs back.
-        workers = ExportWorkers(app[ZONES], rings, on_job_end=metrics.export_ended)
+        workers = ExportWorkers(app[ZONES], on_job_end=metrics.export_ended)
         workers.start()
         app[EXPORT_WORKERS] = workers
         yield

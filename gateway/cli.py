@@ -8,6 +8,7 @@ import asyncio
 import gc
 import json
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
@@ -29,8 +30,10 @@ from gateway.services.auth import add_credential, revoke_credential
 from gateway.services.key_rotation import (
     DEFAULT_BATCH,
     ROTATABLE,
+    Retirement,
     RewrapProgress,
     check_keys_cover_data,
+    publish_rotation,
     record_rewrap,
     record_rotation,
     record_upgrade,
@@ -155,7 +158,11 @@ async def _key_zone(settings: Settings, name: str, ring: ZoneKeyRing) -> AsyncIt
     db = await ZoneDatabase.connect(name, settings.zones[name].database_url, max_size=2)
     try:
         await check_keys_cover_data(db, ring)
-        yield Zone.build(db, ring)
+        zone = Zone.build(db, ring)
+        # A key file behind the zone's published ring is refused; one ahead is published (a
+        # rotation that stopped between writing the file and publishing it is finished here).
+        await zone.keys.start()
+        yield zone
     finally:
         await db.close()
 
@@ -231,14 +238,20 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
         async with _key_zone(settings, args.zone, previous) as old:
             provider.store(ring)
             zone = Zone.build(old.db, ring)
+            # File first, then the database: a gateway that sees the new generation and reads
+            # the file finds the new version there.
+            generation = await publish_rotation(zone, ring)
             await record_rotation(zone, purpose=purpose, previous=previous, ring=ring)
             version = ring.active_version(purpose)
-            print(f"zone {args.zone}: {purpose} key version {version} added and active")
+            print(
+                f"zone {args.zone}: {purpose} key version {version} added and active "
+                f"(key ring generation {generation}); running gateways reload the key file."
+            )
             if purpose is not KeyPurpose.KEK:
-                print("Older versions stay in the key file; restart the zone's gateways to use it.")
+                print("Older versions stay in the key file.")
                 return 0
             if args.no_rewrap:
-                print("Restart the zone's gateways, then run `wearable-gateway keys rewrap`.")
+                print("Run `wearable-gateway keys rewrap` next.")
                 return 0
             return await _rewrap(zone, ring, args.batch)
 
@@ -257,35 +270,58 @@ def cmd_keys_rewrap(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _print_blocked(zone: str, version: int, retired: Retirement) -> None:
+    if retired.still_wrapped:
+        print(
+            f"zone {zone}: {retired.still_wrapped} data keys are still wrapped under kek "
+            f"version {version}; nothing was retired. Run `wearable-gateway keys rewrap`, "
+            "then retire again."
+        )
+    for instance in retired.blocking:
+        print(
+            f"zone {zone}: gateway {instance.instance} (host {instance.host}, pid "
+            f"{instance.pid}) holds kek version {instance.kek_active} as active at key ring "
+            f"generation {instance.generation} of {retired.generation}; nothing was retired. "
+            "It has not loaded the current key file: install it on that host (or stop that "
+            "gateway; its lease then expires), then retire again."
+        )
+
+
 def cmd_keys_retire(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _configured_zone(settings, args.zone)
     provider = key_provider(settings.zones[args.zone])
     ring = provider.load(args.zone)
 
-    async def run() -> int:
+    async def run() -> Retirement:
+        deadline = time.monotonic() + args.wait
         async with _key_zone(settings, args.zone, ring) as zone:
-            retired = await retire_kek_version(zone, provider, ring, args.version)
-        if retired.ring is None:
-            print(
-                f"zone {args.zone}: {retired.still_wrapped} data keys are still wrapped under kek "
-                f"version {args.version}; nothing was retired. Restart every gateway of the zone "
-                "on the current key file, run `wearable-gateway keys rewrap`, then retire again."
-            )
-            return 1
-        done = "retired; no data key used it" if retired.was_in_ring else "was already retired"
-        print(
-            f"zone {args.zone}: kek version {args.version} {done}. It is gone from the key file "
-            f"and its .bak (fingerprint {retired.ring.fingerprint()})."
-        )
-        print(
-            "Restart the zone's gateways (running processes hold it until then), and destroy "
-            "other copies of the old key file (secret-store history, backups): with them, a "
-            "backup of subject_keys from before the re-wrap could still be opened."
-        )
-        return 0
+            while True:
+                retired = await retire_kek_version(zone, provider, ring, args.version)
+                # Gateways catch up by themselves (NOTIFY, or their next check); data keys
+                # under the version need `keys rewrap`, which waiting does not run.
+                if retired.ring is not None or retired.still_wrapped:
+                    return retired
+                if time.monotonic() >= deadline:
+                    return retired
+                await asyncio.sleep(0.5)
 
-    return asyncio.run(run())
+    retired = asyncio.run(run())
+    if retired.ring is None:
+        _print_blocked(args.zone, args.version, retired)
+        return 1
+    done = "retired; no data key used it" if retired.was_in_ring else "was already retired"
+    print(
+        f"zone {args.zone}: kek version {args.version} {done}. It is gone from the key file "
+        f"and its .bak (fingerprint {retired.ring.fingerprint()}); every running gateway "
+        "drops it from memory when it reloads (key ring generation "
+        f"{retired.generation})."
+    )
+    print(
+        "Destroy other copies of the old key file (secret-store history, backups): with them, "
+        "a backup of subject_keys from before the re-wrap could still be opened."
+    )
+    return 0
 
 
 def _credential_command(kind: str) -> object:
@@ -545,6 +581,13 @@ def _add_keys_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "--purpose", choices=[str(KeyPurpose.KEK)], default=str(KeyPurpose.KEK), help="kek only"
     )
     retire.add_argument("--version", required=True, type=int, help="the kek version to destroy")
+    retire.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="while live gateways have not yet loaded the current key file, retry this long",
+    )
     retire.set_defaults(func=cmd_keys_retire)
 
 

@@ -20,6 +20,7 @@ nobody parses messages. Messages never carry identifiers, measured values or key
     ├── RateLimited                429  rate-limited (with Retry-After)
     ├── ZoneUnavailable            503  zone-unavailable (with Retry-After)
     ├── TableBusy                  503  table-busy (operator commands only: a lock not had in time)
+    ├── StaleKeyRing               503  key-ring-stale (key file behind the zone's published ring)
     ├── ConfigurationError         500  configuration (start-up only)
     │   └── SchemaVersionMismatch  500  schema-version
     └── IdentityUnreadable         500  identity-unreadable (gateway.privacy.envelope)
@@ -153,6 +154,15 @@ class TableBusy(GatewayError):
 
     def __init__(self, table: str) -> None:
         super().__init__(f"the {table} table is busy; nothing was changed, try again")
+
+
+class StaleKeyRing(GatewayError):
+    """The zone's database refused a data key wrapped under a kek version older than the one the
+    zone has published (migration 0010): this process's key ring is behind the key file the
+    `keys` CLI rotated. The gateway reloads its ring and retries once before answering this."""
+
+    status = 503
+    code = "key-ring-stale"
 
 
 class ConfigurationError(GatewayError):

@@ -94,6 +94,12 @@ class Settings:
     header_timeout_seconds: float = 75.0
     request_timeout_seconds: float = 60.0
     export_timeout_seconds: float = 3600.0
+    # Key rotation across processes (gateway/services/key_ring.py): how often a serving process
+    # checks the zone's published key ring (besides LISTEN/NOTIFY) and renews its lease, and how
+    # long that lease lasts. `keys retire` waits for every unexpired lease to show the new ring;
+    # a crashed gateway holds it back for at most key_lease_seconds.
+    key_check_seconds: float = 5.0
+    key_lease_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.zones:
@@ -134,7 +140,9 @@ class Settings:
             "header_timeout_seconds",
             "request_timeout_seconds",
             "export_timeout_seconds",
+            "key_check_seconds",
         )
+        _check_key_lease(self)
         if not 1 <= self.token_lifetime_seconds <= 300:
             raise ConfigurationError("token_lifetime_seconds must be between 1 and 300")
         if self.public_base_url and not _BASE_URL.match(self.public_base_url):
@@ -151,6 +159,14 @@ class Settings:
         """The externally visible base URL, without a trailing slash."""
         host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal
         return (self.public_base_url or f"http://{host}:{self.port}").rstrip("/")
+
+
+def _check_key_lease(settings: Settings) -> None:
+    if settings.key_lease_seconds < 2 * settings.key_check_seconds:
+        raise ConfigurationError(
+            "key_lease_seconds must be at least twice key_check_seconds, so one late check "
+            "does not let a live gateway's lease run out"
+        )
 
 
 def _require_positive(settings: Settings, *names: str) -> None:
@@ -185,6 +201,8 @@ _SCALARS: dict[str, type] = {
     "header_timeout_seconds": float,
     "request_timeout_seconds": float,
     "export_timeout_seconds": float,
+    "key_check_seconds": float,
+    "key_lease_seconds": float,
 }
 
 

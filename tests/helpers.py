@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -89,3 +90,21 @@ async def dump_database(dsn: str) -> str:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+async def gateways_caught_up(dsn: str, *, timeout: float = 60.0) -> int:  # noqa: ASYNC109
+    """Wait (at most `timeout` s) until every live gateway of the zone at `dsn` reports the zone's
+    current key ring generation, as `keys retire` requires; returns that generation."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        rows = await fetch(
+            dsn,
+            "SELECT s.generation, count(*) FILTER (WHERE g.generation < s.generation) AS behind "
+            "FROM key_ring_state s LEFT JOIN gateway_instances g ON g.expires_at > now() "
+            "GROUP BY s.generation",
+        )
+        if rows[0]["behind"] == 0:
+            return int(rows[0]["generation"])
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("a live gateway did not load the zone's current key ring in time")
+        await asyncio.sleep(0.05)

@@ -10,7 +10,12 @@ from gateway.privacy.credentials import (
     parse_api_key,
     verify_secret,
 )
-from gateway.privacy.envelope import IdentityUnreadable, IdentityVault, SealedIdentity
+from gateway.privacy.envelope import (
+    IdentityUnreadable,
+    IdentityVault,
+    KekVersionMissing,
+    SealedIdentity,
+)
 from gateway.privacy.keys import KeyPurpose, ZoneKeyRing
 from gateway.privacy.pseudonyms import Pseudonymiser, parse_version
 
@@ -18,6 +23,7 @@ __all__ = [
     "IdentityUnreadable",
     "IdentityVault",
     "IssuedKey",
+    "KekVersionMissing",
     "KeyPurpose",
     "ParsedKey",
     "Pseudonymiser",

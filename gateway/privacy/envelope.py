@@ -31,6 +31,11 @@ class IdentityUnreadable(GatewayError):
     code = "identity-unreadable"
 
 
+class KekVersionMissing(IdentityUnreadable):
+    """The record's data key is wrapped under a kek version this ring does not hold: the ring
+    may be older than the zone's key file (reload it and try again) or the version was lost."""
+
+
 @dataclass(frozen=True, slots=True)
 class SealedIdentity:
     """An encrypted identity record; both byte strings are `nonce(12) || ciphertext || tag`."""
@@ -97,7 +102,7 @@ class IdentityVault:
         try:
             kek = self._keyring.key(KeyPurpose.KEK, sealed.kek_version)
         except ConfigurationError:
-            raise IdentityUnreadable(
+            raise KekVersionMissing(
                 f"identity record is wrapped with kek version {sealed.kek_version}, "
                 f"which zone {self._keyring.zone}'s key ring does not hold"
             ) from None

@@ -78,17 +78,19 @@ async def record(
     outcome = AuditOutcome(outcome)
     check_detail(detail)
     frozen_detail = dict(detail)
+    # One chain for the draft and its seal: the zone's ring may be reloaded meanwhile.
+    chain = zone.audit
     draft = AuditDraft(
         action=action,
         actor=actor,
         subject=None if subject is None else subject.pseudonym,
         outcome=outcome,
         detail=orjson.dumps(frozen_detail, option=orjson.OPT_SORT_KEYS),
-        key_version=zone.audit.key_version,
+        key_version=chain.key_version,
     )
 
     def seal(link: ChainLink) -> bytes:
-        return zone.audit.seal(
+        return chain.seal(
             link.prev_mac,
             AuditEntry(
                 zone=zone.name,

@@ -3,15 +3,16 @@ processing: readings are accepted only for enrolled subjects."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.errors import AlreadyEnrolled, BadRequest, Forbidden
-from gateway.models import Enrolment
+from gateway.errors import AlreadyEnrolled, BadRequest, Forbidden, StaleKeyRing
+from gateway.models import Enrolment, ZoneSubject
 from gateway.privacy.pseudonyms import new_enrolment_id
 from gateway.residency import enrolment_zone_error
 from gateway.services.audit import AuditAction, AuditOutcome, record
 from gateway.services.clinics import Clinic
-from gateway.services.zones import ZoneDirectory
+from gateway.services.zones import Zone, ZoneDirectory
 from gateway.storage import StoredSubject
 
 
@@ -27,6 +28,24 @@ def _identity(enrolment: Enrolment) -> dict[str, object]:
         "birth_date": enrolment.birth_date.isoformat() if enrolment.birth_date else None,
         "sex": str(enrolment.sex),
     }
+
+
+async def _store(
+    zone: Zone, enrolment: Enrolment, pseudonym: str, blind_indexes: Sequence[str]
+) -> ZoneSubject:
+    sealed = zone.vault.seal(pseudonym, _identity(enrolment))
+    return await zone.db.subjects.insert(
+        StoredSubject(
+            pseudonym=pseudonym,
+            site=enrolment.site,
+            research_consent=enrolment.consent.research,
+            cross_border_consent=enrolment.consent.cross_border,
+            kek_version=sealed.kek_version,
+            wrapped_key=sealed.wrapped_key,
+            identity=sealed.ciphertext,
+        ),
+        blind_indexes,
+    )
 
 
 async def enrol(zones: ZoneDirectory, clinic: Clinic, enrolment: Enrolment) -> Enrolled:
@@ -52,19 +71,14 @@ async def enrol(zones: ZoneDirectory, clinic: Clinic, enrolment: Enrolment) -> E
         raise AlreadyEnrolled(
             "a subject with one of these identifiers is already enrolled in this zone"
         )
-    sealed = zone.vault.seal(pseudonym, _identity(enrolment))
-    stored = await zone.db.subjects.insert(
-        StoredSubject(
-            pseudonym=pseudonym,
-            site=enrolment.site,
-            research_consent=enrolment.consent.research,
-            cross_border_consent=enrolment.consent.cross_border,
-            kek_version=sealed.kek_version,
-            wrapped_key=sealed.wrapped_key,
-            identity=sealed.ciphertext,
-        ),
-        blind_indexes,
-    )
+    try:
+        stored = await _store(zone, enrolment, pseudonym, blind_indexes)
+    except StaleKeyRing:
+        # The database refused a data key wrapped under a kek the zone has rotated away from
+        # (migration 0010): this ring is behind the key file. Reload it and wrap again, once;
+        # a file still behind after that answers 503 rather than wrap under a retiring version.
+        await zone.keys.refresh(force=True)
+        stored = await _store(zone, enrolment, pseudonym, blind_indexes)
     await record(
         zone,
         action=AuditAction.ENROL,

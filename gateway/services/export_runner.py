@@ -45,7 +45,6 @@ from gateway.deid import (
 )
 from gateway.logs import event
 from gateway.models import Sex
-from gateway.privacy import ZoneKeyRing
 from gateway.privacy.deid_keys import (
     date_shift,
     date_shift_version,
@@ -209,7 +208,7 @@ class _Member:
     sex: Sex
 
 
-def _members(
+async def _members(
     zone: Zone, subjects: Sequence[ExportSubject], decision: ExportDecision, policy: DeidPolicy
 ) -> tuple[dict[str, _Member], Counter[str]]:
     """The study's members and their quasi-identifiers; counts of who is left out and why."""
@@ -222,7 +221,7 @@ def _members(
         if not decision.member(Consent(subject.research_consent, subject.cross_border_consent)):
             excluded["no-cross-border-consent"] += 1
             continue
-        identity = zone.vault.open(
+        identity = await zone.keys.open_identity(
             subject.pseudonym,
             SealedIdentity(subject.wrapped_key, subject.kek_version, subject.identity),
         )
@@ -270,15 +269,18 @@ class _Run:
 class ExportRunner:
     """Runs one claimed job of one zone, start to finish."""
 
-    def __init__(self, zone: Zone, keyring: ZoneKeyRing, lease_seconds: float) -> None:
+    def __init__(self, zone: Zone, lease_seconds: float) -> None:
         self._zone = zone
-        self._keyring = keyring
+        self._keyring = zone.keyring
         self._lease = lease_seconds
 
     async def run(self, job: StoredJob) -> dict[str, int] | None:
         """Run the job to its manifest: the resources released, by type; None when the policy
         refused it at run time (the job is failed and the refusal audited). Raises `_Stopped`
         when the job was cancelled or expired meanwhile."""
+        # The zone's ring as this job starts, for all of it: one job's study pseudonyms and date
+        # shifts come from one key version even if the key file is rotated meanwhile.
+        self._keyring = self._zone.keyring
         run = await self._prepare(job)
         if run is None:
             return None
@@ -343,7 +345,7 @@ class ExportRunner:
             )
             await zone.db.exports.fail(job.id, decision.refusal.value)
             return None
-        members, excluded = _members(zone, subjects, decision, policy)
+        members, excluded = await _members(zone, subjects, decision, policy)
         # k-anonymity over the eligible subjects first: suppressed subjects' rows never leave.
         gate = k_anonymity(
             {s: m.qi for s, m in members.items()}, policy.k, generalise_site=policy.generalise_site
@@ -566,14 +568,12 @@ class ExportWorkers:
     def __init__(
         self,
         zones: ZoneDirectory,
-        keyrings: Mapping[str, ZoneKeyRing],
         *,
         lease_seconds: float = 60.0,
         idle_seconds: float = 5.0,
         on_job_end: JobObserver | None = None,
     ) -> None:
         self._zones = zones
-        self._keyrings = keyrings
         self._lease = lease_seconds
         self._idle = idle_seconds
         self._on_job_end = on_job_end
@@ -582,7 +582,7 @@ class ExportWorkers:
 
     def start(self) -> None:
         for name, zone in self._zones.items():
-            runner = ExportRunner(zone, self._keyrings[name], self._lease)
+            runner = ExportRunner(zone, self._lease)
             self._tasks.append(
                 asyncio.create_task(self._loop(zone, runner), name=f"export-worker-{name}")
             )

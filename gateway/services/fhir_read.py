@@ -163,8 +163,8 @@ def _last_updated(resource: bytes) -> datetime:
     return datetime.fromisoformat(str(meta.get("lastUpdated")))
 
 
-def _identifiers(zone: Zone, subject: SiteSubject) -> list[tuple[str, str]]:
-    identity = zone.vault.open(
+async def _identifiers(zone: Zone, subject: SiteSubject) -> list[tuple[str, str]]:
+    identity = await zone.keys.open_identity(
         subject.pseudonym,
         SealedIdentity(
             wrapped_key=subject.wrapped_key,
@@ -180,9 +180,9 @@ def _identifiers(zone: Zone, subject: SiteSubject) -> list[tuple[str, str]]:
     return identifiers
 
 
-def _patient(zone: Zone, subject: SiteSubject) -> dict[str, object]:
+async def _patient(zone: Zone, subject: SiteSubject) -> dict[str, object]:
     # Every identifier of the subject was enrolled by its one site, the site reading it.
-    return bundle.patient(subject.pseudonym, subject.enrolled_at, _identifiers(zone, subject))
+    return bundle.patient(subject.pseudonym, subject.enrolled_at, await _identifiers(zone, subject))
 
 
 def _device(device: StoredDevice) -> dict[str, object]:
@@ -209,7 +209,7 @@ async def read_patient(
     )
     if not found:
         raise NotFound("no such Patient")
-    return ReadResult(_patient(zone, found[0]), 0, found[0].enrolled_at)
+    return ReadResult(await _patient(zone, found[0]), 0, found[0].enrolled_at)
 
 
 async def read_device(
@@ -366,7 +366,7 @@ async def _observation_includes(
         subjects = sorted({row.subject for row in rows})
         for subject in await zone.db.search.subjects(site, subjects, None, len(subjects)):
             included.append(
-                bundle.Entry("Patient", subject.pseudonym, _patient(zone, subject), "include")
+                bundle.Entry("Patient", subject.pseudonym, await _patient(zone, subject), "include")
             )
     if "Observation:device" in request.includes:
         devices = sorted({row.device for row in rows})
@@ -485,7 +485,7 @@ async def search_patients(
     )
     return bundle.searchset(
         base=base,
-        entries=[bundle.Entry("Patient", s.pseudonym, _patient(zone, s)) for s in found],
+        entries=[bundle.Entry("Patient", s.pseudonym, await _patient(zone, s)) for s in found],
         links=_links(zone, request, base, next_position),
         total=total,
         elements=request.elements,

@@ -8,7 +8,8 @@ What rotating each purpose does (README "Key management"):
   version makes NEW values only (new enrolments, new studies, new audit records, new cursors);
   every older version stays in the ring, so older values keep verifying or matching.
 - `kek` versions can then be retired (`retire_kek_version`): once no data key is wrapped under an
-  old version, destroying it makes every older backup of `subject_keys` unopenable, which is what
+  old version and every running gateway has reloaded the new ring (services/key_ring.py),
+  destroying it makes every older backup of `subject_keys` unopenable, which is what
   turns an erasure into crypto-shredding for backups too (README "Key management").
 - `dedup` and `device-pseudonym` are not rotatable: they are recomputed from every incoming
   reading, so a new version would give a replayed reading a second id (breaking idempotency) and
@@ -26,8 +27,10 @@ from gateway.privacy import IdentityVault, KeyPurpose, ZoneKeyRing
 from gateway.privacy.provider import KeyProvider
 from gateway.services.audit import AuditAction, AuditOutcome, record
 from gateway.services.auth import OPERATOR
+from gateway.services.key_ring import published
 from gateway.services.zones import Zone
 from gateway.storage import ZoneDatabase
+from gateway.storage.key_ring import LiveInstance
 from gateway.storage.subjects import WrappedKey
 
 ROTATABLE: Final = tuple(
@@ -115,6 +118,19 @@ class Retirement:
     still_wrapped: int  # data keys under the version: when not 0, nothing was retired
     ring: ZoneKeyRing | None  # the ring without the version, when it was retired
     was_in_ring: bool  # False: retired before (this run only made sure no copy is left)
+    # Live gateways that could still wrap under the version, or have not yet loaded the zone's
+    # current ring: when any, nothing was retired.
+    blocking: tuple[LiveInstance, ...] = ()
+    generation: int = 0  # the zone's key ring generation the decision was made at
+
+
+def blocking_instances(
+    live: Sequence[LiveInstance], generation: int, version: int
+) -> tuple[LiveInstance, ...]:
+    """The live gateways that make retiring kek `version` unsafe: those whose ring was loaded at
+    an older generation than the zone's current one (they may not have seen the rotation yet),
+    and those whose active kek is still `version` or older (their key file is behind)."""
+    return tuple(i for i in live if i.generation < generation or i.kek_active <= version)
 
 
 async def retire_kek_version(
@@ -125,14 +141,17 @@ async def retire_kek_version(
     *,
     actor: str = OPERATOR,
 ) -> Retirement:
-    """Destroy kek `version` if no data key is wrapped under it, and audit that.
+    """Destroy kek `version` if no data key is wrapped under it and no live gateway could still
+    use it, publish that, and audit it.
 
-    The count and the destruction happen under one lock on `subject_keys`
-    (`unless_wrapped_under`), so no enrolment or re-wrap can wrap a key under the version in
-    between. What the lock cannot stop is a gateway still running a ring from before the
-    rotation wrapping new subjects' keys under the old version later: restart every gateway of
-    the zone on the new key file, and run `keys rewrap` to completion, before retiring. Running
-    this again after a crash finishes the job (the provider's `retire` is idempotent)."""
+    Counted, checked and destroyed in one transaction holding a SHARE lock on `subject_keys` and
+    the zone's `key_ring_state` row (`KeyRingStore.retiring_kek`): no enrolment, re-wrap or
+    gateway registration can slip in between. Every live gateway must have loaded the current
+    generation of the zone's ring with a newer active kek (`blocking_instances`); a gateway
+    whose lease ran out is not waited for, and cannot serve again without re-reading its key
+    file (`ZoneKeys.start`), while the database refuses any data key wrapped under an outdated
+    kek (migration 0010). Running this again after a crash finishes the job (the provider's
+    `retire` is idempotent)."""
     active = previous.active_version(KeyPurpose.KEK)
     if version == active:
         raise ConfigurationError(
@@ -142,25 +161,46 @@ async def retire_kek_version(
     if not 1 <= version < active:
         raise ConfigurationError(f"zone {zone.name} never had kek version {version}")
     was_in_ring = version in previous.keys[KeyPurpose.KEK]
-    held, ring = await zone.db.subjects.unless_wrapped_under(
-        version, lambda: provider.retire(zone.name, KeyPurpose.KEK, version)
+    async with zone.db.key_ring.retiring_kek(version) as txn:
+        generation = txn.state.generation
+        blocking = blocking_instances(txn.live, generation, version)
+        if txn.still_wrapped or blocking:
+            return Retirement(
+                still_wrapped=txn.still_wrapped,
+                ring=None,
+                was_in_ring=was_in_ring,
+                blocking=blocking,
+                generation=generation,
+            )
+        ring = provider.retire(zone.name, KeyPurpose.KEK, version)
+        await txn.record(version, published(ring), ring.fingerprint())
+    await _key_event(
+        zone,
+        AuditAction.KEY_ROTATE,
+        actor,
+        {
+            "operation": "retire",
+            "purpose": str(KeyPurpose.KEK),
+            "retired_version": version,
+            "was_in_ring": was_in_ring,
+            "old_fingerprint": previous.fingerprint(),
+            "new_fingerprint": ring.fingerprint(),
+        },
     )
-    result = Retirement(still_wrapped=held, ring=ring, was_in_ring=was_in_ring)
-    if ring is not None:
-        await _key_event(
-            zone,
-            AuditAction.KEY_ROTATE,
-            actor,
-            {
-                "operation": "retire",
-                "purpose": str(KeyPurpose.KEK),
-                "retired_version": version,
-                "was_in_ring": was_in_ring,
-                "old_fingerprint": previous.fingerprint(),
-                "new_fingerprint": ring.fingerprint(),
-            },
-        )
-    return result
+    return Retirement(
+        still_wrapped=0,
+        ring=ring,
+        was_in_ring=was_in_ring,
+        generation=txn.state.generation,
+    )
+
+
+async def publish_rotation(zone: Zone, ring: ZoneKeyRing) -> int:
+    """After the key file holds `ring`: publish its active versions in the zone database, so
+    running gateways reload it and the database refuses data keys wrapped under older keks.
+    Returns the zone's new key ring generation."""
+    state = await zone.db.key_ring.publish(published(ring), ring.fingerprint())
+    return state.generation
 
 
 async def count_pending_rewrap(db: ZoneDatabase, ring: ZoneKeyRing) -> int:

@@ -10,7 +10,9 @@ from gateway.errors import ZoneNotServed
 from gateway.privacy import IdentityVault, Pseudonymiser, ZoneKeyRing
 from gateway.privacy.audit_chain import AuditChain
 from gateway.privacy.cursors import CursorSigner
+from gateway.privacy.provider import KeyProvider
 from gateway.services.cache import DEFAULT_TTL_SECONDS, LookupCaches
+from gateway.services.key_ring import Instance, ZoneKeys
 from gateway.storage import ZoneDatabase
 
 
@@ -18,25 +20,52 @@ from gateway.storage import ZoneDatabase
 class Zone:
     name: str
     db: ZoneDatabase
-    pseudonyms: Pseudonymiser
-    vault: IdentityVault
-    cursors: CursorSigner  # FHIR search paging
-    audit: AuditChain  # seals the zone's audit log (issue 6)
+    # The ring in use and the tools on it: replaced when the key file is rotated (key_ring.py),
+    # so read them through the properties below at the moment of use, never keep them.
+    keys: ZoneKeys
     lookups: LookupCaches = field(default_factory=LookupCaches)
 
     @classmethod
     def build(
-        cls, db: ZoneDatabase, keyring: ZoneKeyRing, *, cache_seconds: float = DEFAULT_TTL_SECONDS
+        cls,
+        db: ZoneDatabase,
+        keyring: ZoneKeyRing,
+        *,
+        cache_seconds: float = DEFAULT_TTL_SECONDS,
+        provider: KeyProvider | None = None,
+        instance: Instance | None = None,
     ) -> Zone:
-        return cls(
+        lookups = LookupCaches.with_ttl(cache_seconds)
+        # Blind indexes depend on the ring's versions: recompute them under a reloaded one.
+        keys = ZoneKeys(
             db.zone,
             db,
-            Pseudonymiser(keyring),
-            IdentityVault(keyring),
-            CursorSigner(keyring),
-            AuditChain(keyring),
-            LookupCaches.with_ttl(cache_seconds),
+            keyring,
+            provider=provider,
+            instance=instance,
+            on_reload=(lookups.blind_indexes.clear,),
         )
+        return cls(db.zone, db, keys, lookups)
+
+    @property
+    def keyring(self) -> ZoneKeyRing:
+        return self.keys.ring
+
+    @property
+    def pseudonyms(self) -> Pseudonymiser:
+        return self.keys.tools.pseudonyms
+
+    @property
+    def vault(self) -> IdentityVault:
+        return self.keys.tools.vault
+
+    @property
+    def cursors(self) -> CursorSigner:  # FHIR search paging
+        return self.keys.tools.cursors
+
+    @property
+    def audit(self) -> AuditChain:  # seals the zone's audit log (issue 6)
+        return self.keys.tools.audit
 
 
 class ZoneDirectory(Mapping[str, Zone]):

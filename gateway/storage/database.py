@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -18,6 +18,7 @@ from gateway.storage.audit import AuditStore
 from gateway.storage.credentials import CredentialStore
 from gateway.storage.dead_letters import DeadLetterStore
 from gateway.storage.exports import ExportJobStore, StudyStore
+from gateway.storage.key_ring import KeyRingListener, KeyRingStore
 from gateway.storage.notifications import NotificationStore
 from gateway.storage.observations import ObservationStore
 from gateway.storage.pool import ZonePool
@@ -107,9 +108,14 @@ class ZoneDatabase:
         max_size: int,
         writer_settings: WriterSettings | None = None,
         on_batch: BatchObserver | None = None,
+        *,
+        dsn: str | None = None,
+        command_timeout: float = 10.0,
     ) -> None:
         self.zone = zone
         self._pool = pool
+        self._dsn = dsn
+        self._command_timeout = command_timeout
         self._max_size = max_size
         self.subjects = SubjectStore(pool)
         self.observations = ObservationStore(pool)
@@ -132,6 +138,7 @@ class ZoneDatabase:
         self.residency = ResidencyStore(pool)  # residency report (issue 6)
         self.studies = StudyStore(pool)  # research extracts (issue 5)
         self.exports = ExportJobStore(pool)
+        self.key_ring = KeyRingStore(pool)  # key rotation across processes (migration 0010)
 
     @classmethod
     async def connect(
@@ -162,7 +169,15 @@ class ZoneDatabase:
             raise connect_failure(exc, zone) from exc
         # Every later use of the pool is one operation with one deadline (storage/pool.py).
         pool = ZonePool(raw, command_timeout)
-        database = cls(zone, pool, max_size, writer_settings, on_batch)
+        database = cls(
+            zone,
+            pool,
+            max_size,
+            writer_settings,
+            on_batch,
+            dsn=dsn,
+            command_timeout=command_timeout,
+        )
         if check_schema:
             try:
                 async with pool.acquire() as conn:
@@ -189,6 +204,18 @@ class ZoneDatabase:
                 return False
             raise
         return True
+
+    async def listen_key_ring(self, on_change: Callable[[], None]) -> KeyRingListener | None:
+        """A listener for key ring changes on its own connection; None when this database was
+        not opened from a DSN or does not answer (the caller's periodic check covers that)."""
+        if self._dsn is None:
+            return None
+        try:
+            return await KeyRingListener.open(
+                self._dsn, on_change, timeout_seconds=self._command_timeout
+            )
+        except UNAVAILABLE_ERRORS:
+            return None
 
     def usage(self) -> PoolUsage:
         return PoolUsage(

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, TypeVar
 
 import asyncpg
 
-from gateway.errors import AlreadyEnrolled, TableBusy
+from gateway.errors import AlreadyEnrolled, StaleKeyRing
 from gateway.models import ZoneSubject
 from gateway.storage.pool import ZonePool
 
@@ -42,6 +42,18 @@ class StoredSubject:
     wrapped_key: bytes
     identity: bytes
     enrolled_at: datetime | None = None
+
+
+# Raised by the subject_keys trigger of migration 0010.
+STALE_KEK_SQLSTATE: Final = "WGK01"
+
+
+def raise_if_stale_kek(exc: asyncpg.PostgresError) -> None:
+    """`StaleKeyRing` when `exc` is the database refusing a kek version behind the zone's."""
+    if getattr(exc, "sqlstate", None) == STALE_KEK_SQLSTATE:
+        raise StaleKeyRing(
+            "the zone has a newer kek version than this process's key ring; nothing was stored"
+        ) from None
 
 
 class SubjectStore:
@@ -82,6 +94,9 @@ class SubjectStore:
                 raise AlreadyEnrolled(
                     "a subject with one of these identifiers is already enrolled in this zone"
                 ) from exc
+            except asyncpg.PostgresError as exc:
+                raise_if_stale_kek(exc)
+                raise
         return ZoneSubject(subject.pseudonym)
 
     async def resolve(self, blind_indexes: Sequence[str]) -> dict[str, str]:
@@ -146,27 +161,6 @@ class SubjectStore:
             )
         )
 
-    async def unless_wrapped_under(
-        self, kek_version: int, action: Callable[[], T], *, lock_timeout_seconds: float = 5.0
-    ) -> tuple[int, T | None]:
-        """Count the data keys wrapped under `kek_version` while nobody can add, change or delete
-        one, and run `action` (retiring that version) only when there are none, before anyone
-        can again: (the count, what `action` returned or None). The SHARE lock waits for
-        enrolments and erasures in flight and holds new ones back for as long as `action` runs
-        (milliseconds: two small file writes); `TableBusy` when it cannot be had in time."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_seconds * 1000)}")
-            try:
-                await conn.execute("LOCK TABLE subject_keys IN SHARE MODE")
-            except asyncpg.LockNotAvailableError:
-                raise TableBusy("subject_keys") from None
-            count = int(
-                await conn.fetchval(
-                    "SELECT count(*) FROM subject_keys WHERE kek_version = $1", kek_version
-                )
-            )
-            return count, (action() if count == 0 else None)
-
     async def wrapped_keys_batch(
         self, after: str | None, limit: int, *, below: int
     ) -> list[WrappedKey]:
@@ -192,7 +186,19 @@ class SubjectStore:
         if len(old) != len(new):
             raise ValueError("old and new wrapped keys must pair up")
         async with self._pool.acquire() as conn, conn.transaction():
-            replaced = await conn.fetchval(
+            try:
+                replaced = await self._rewrap(conn, old, new)
+            except asyncpg.PostgresError as exc:
+                raise_if_stale_kek(exc)
+                raise
+        return replaced
+
+    @staticmethod
+    async def _rewrap(
+        conn: asyncpg.Connection, old: Sequence[WrappedKey], new: Sequence[WrappedKey]
+    ) -> int:
+        return int(
+            await conn.fetchval(
                 """
                 WITH changed AS (
                     UPDATE subject_keys AS s
@@ -211,7 +217,7 @@ class SubjectStore:
                 [n.kek_version for n in new],
                 [n.wrapped_key for n in new],
             )
-        return int(replaced)
+        )
 
     # --- lifecycle: consent changes and erasure (issue 6) ---------------------------------------
 

@@ -14,7 +14,7 @@ from gateway.privacy.provider import FileKeyProvider
 from gateway.settings import Settings
 from tests.cli.test_commands import run
 from tests.conftest import DatabaseFactory, Gateway
-from tests.helpers import fetch
+from tests.helpers import fetch, gateways_caught_up
 from tests.privacy.test_key_provider import old_key_file
 
 
@@ -214,6 +214,8 @@ async def test_retiring_the_old_kek_makes_a_backup_from_before_the_rotation_unre
     before = FileKeyProvider(key_file).load("cn")
     vault = IdentityVault(before)
     assert [vault.open(subject, sealed)["identifiers"] for subject, sealed in backup]
+    # The running gateway reloads the rotated file (NOTIFY) before retiring is allowed.
+    await gateways_caught_up(zone_dsns["cn"])
 
     retired = run(["keys", "retire", "--zone", "cn", "--version", "1"], env)
 
@@ -268,4 +270,5 @@ async def test_retiring_a_kek_version_still_in_use_or_active_is_refused(
     assert key_file.read_bytes() == before
 
     assert run(["keys", "rewrap", "--zone", "cn"], env).returncode == 0
+    await gateways_caught_up(settings.zones["cn"].database_url)
     assert run(["keys", "retire", "--zone", "cn", "--version", "1"], env).returncode == 0

@@ -198,9 +198,8 @@ async def test_retirement_counts_under_a_lock_so_a_key_wrapped_meanwhile_blocks_
             "WHERE subject = (SELECT min(subject) FROM subject_keys)"
         )
         with pytest.raises(TableBusy):
-            await zone.db.subjects.unless_wrapped_under(
-                1, lambda: pytest.fail("ran while the table was busy"), lock_timeout_seconds=0.2
-            )
+            async with zone.db.key_ring.retiring_kek(1, lock_timeout_seconds=0.2):
+                pytest.fail("ran while the table was busy")
         retiring = asyncio.create_task(retire_kek_version(zone, provider, ring, 1))
         await asyncio.sleep(0.3)
         assert not retiring.done()  # waiting for the lock, not counting yet

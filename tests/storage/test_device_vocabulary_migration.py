@@ -37,7 +37,7 @@ async def test_stored_device_text_is_mapped_to_its_family_and_maker_or_other(dat
 
     applied = await migrate_database(dsn)
 
-    assert [m.version for m in applied][0] == 11
+    assert applied[0].version == 11
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch("SELECT pseudonym, model, manufacturer FROM devices ORDER BY 1")
