@@ -407,6 +407,10 @@ def parse_search(
         name, _, modifier = key.partition(":")
         if len(raw) > _MAX_VALUE_LENGTH:
             raise InvalidSearch(f"the value of {name} is too long")
+        # PostgreSQL text cannot hold U+0000: passed on, any value with one was a 500 (a
+        # CharacterNotInRepertoire error) wherever it reached a query, e.g. Patient?_id=%00.
+        if "\x00" in key or "\x00" in raw:
+            raise InvalidSearch("search parameters cannot contain U+0000")
         if name in FORMAT_PARAMETERS:
             continue
         if name == "_cursor":

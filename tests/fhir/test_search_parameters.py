@@ -81,6 +81,20 @@ def test_unknown_parameters_are_left_out_unless_strict() -> None:
         search(("colour", "red"), strict=True)
 
 
+@pytest.mark.parametrize(
+    ("resource", "key", "value"),
+    [
+        ("Patient", "_id", "\x06\x00a"),
+        ("Observation", "code", "8867-4\x00"),
+        ("Observation", "subject", "Patient/a\x00"),
+        ("Device", "patient\x00", "x"),
+    ],
+)
+def test_a_nul_character_anywhere_is_an_invalid_search(resource: str, key: str, value: str) -> None:
+    with pytest.raises(InvalidSearch, match="U\\+0000"):
+        parse_search(resource, [(key, value)], strict=False, now=NOW)
+
+
 def test_count_is_capped_and_zero_means_total_only() -> None:
     assert parse_search("Observation", [("_count", "5000")], strict=False, now=NOW).count == 1000
     zero = parse_search("Observation", [("_count", "0")], strict=False, now=NOW)

@@ -177,6 +177,19 @@ async def test_start_up_refuses_a_key_ring_missing_a_version_the_data_needs(
         await zone.db.close()
 
 
+async def lock_waited_for(
+    conn: asyncpg.Connection, table: str, task: asyncio.Task[Any], limit: float = 30
+) -> None:
+    """Wait (`limit` seconds at most) until some session waits for a lock on `table`."""
+    deadline = asyncio.get_running_loop().time() + limit
+    while not await conn.fetchval(
+        "SELECT count(*) > 0 FROM pg_locks WHERE relation = $1::regclass AND NOT granted", table
+    ):
+        assert not task.done(), "the retirement ended without waiting for the lock"
+        assert asyncio.get_running_loop().time() < deadline, "nobody waited for the lock"
+        await asyncio.sleep(0.01)
+
+
 async def test_retirement_counts_under_a_lock_so_a_key_wrapped_meanwhile_blocks_it(
     gateway: Gateway, settings: Settings, zone_dsns: dict[str, str]
 ) -> None:
@@ -201,7 +214,9 @@ async def test_retirement_counts_under_a_lock_so_a_key_wrapped_meanwhile_blocks_
             async with zone.db.key_ring.retiring_kek(1, lock_timeout_seconds=0.2):
                 pytest.fail("ran while the table was busy")
         retiring = asyncio.create_task(retire_kek_version(zone, provider, ring, 1))
-        await asyncio.sleep(0.3)
+        # Commit only once the retirement waits for the lock (a condition, not a guessed delay:
+        # on a loaded machine it may not have reached its LOCK yet after any fixed sleep).
+        await lock_waited_for(other, "subject_keys", retiring)
         assert not retiring.done()  # waiting for the lock, not counting yet
         await transaction.commit()
         retired = await asyncio.wait_for(retiring, 10)
