@@ -1,4 +1,9 @@
-"""Input formats. Each adapter turns a request body into vendor-neutral candidate readings."""
+"""Input formats. Each adapter turns a request body into vendor-neutral candidate readings.
+
+Every folder `<format>/` holds the same files: `adapter.py` (the adapter class: name, version,
+media types, the `parse` entry point, on `base.JsonAdapter`), `parse.py` (payload -> candidate
+readings) and, where the format has vendor codes, `codes.py` (those tables, as data).
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from gateway.adapters.fhir.parse import FhirAdapter
+from gateway.adapters.fhir.adapter import FhirAdapter
 
 __all__ = ["FhirAdapter"]

@@ -24,22 +24,17 @@ Messages name element paths and what they must be, never values, identifiers or 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from urllib.parse import parse_qs
 
 from fhir.resources.R4B.observation import Observation
 from pydantic import ValidationError
 
-from gateway.adapters.common import (
-    check_count,
-    load_json,
-    media_essence,
-    ndjson_documents,
-    one_of,
-)
+from gateway.adapters.base import check_count
 from gateway.adapters.fhir.codes import COMPONENT_CODES, MEASURE_CODES, SYSTEM_ALIASES
-from gateway.errors import BadRequest, UnsupportedMediaType
+from gateway.adapters.shapes import one_of
+from gateway.errors import BadRequest
 from gateway.measures.table import MEASURES
 from gateway.models import (
     CandidateReading,
@@ -50,11 +45,6 @@ from gateway.models import (
     Quantity,
     RejectionCode,
 )
-
-FHIR_JSON = "application/fhir+json"
-JSON = "application/json"
-FHIR_NDJSON = "application/fhir+ndjson"
-NDJSON = "application/x-ndjson"
 
 UCUM = "http://unitsofmeasure.org"
 # DeviceInfo.id when the Observation names no device the gateway can identify.
@@ -88,64 +78,47 @@ _SUBJECT_REQUIREMENT = (
 )
 
 
-class FhirAdapter:
-    name: str = "fhir"
-    version: str = "4.0.1"
-    media_types: frozenset[str] = frozenset({FHIR_JSON, JSON, FHIR_NDJSON, NDJSON})
+def parse_resource(document: object, max_readings: int) -> list[ParsedItem]:
+    """One Observation, or a batch/transaction/collection Bundle of at most `max_readings`."""
+    kind = document.get("resourceType") if isinstance(document, dict) else None
+    if isinstance(document, dict) and kind == "Observation":
+        return [_parse_observation(document, "Observation", {})]
+    if isinstance(document, dict) and kind == "Bundle":
+        return _parse_bundle(document, max_readings)
+    raise BadRequest(
+        "body must be a FHIR Observation or a Bundle of type batch, transaction or collection"
+    )
 
-    def __init__(self, *, max_readings: int = 10_000) -> None:
-        self.max_readings = max_readings
 
-    def parse(self, body: bytes, media_type: str) -> list[ParsedItem]:
-        """Parse one Observation, a batch/transaction/collection Bundle, or NDJSON Observations."""
-        essence = media_essence(media_type)
-        if essence in (FHIR_JSON, JSON):
-            return self._parse_document(body)
-        if essence in (FHIR_NDJSON, NDJSON):
-            return self._parse_lines(body)
-        raise UnsupportedMediaType(f"the fhir format accepts {', '.join(sorted(self.media_types))}")
+def parse_lines(lines: Iterable[tuple[int, object]]) -> list[ParsedItem]:
+    """NDJSON: one Observation a line, as (line number, decoded line)."""
+    return [_parse_observation(raw, f"line {number}: Observation", {}) for number, raw in lines]
 
-    def _parse_document(self, body: bytes) -> list[ParsedItem]:
-        document = load_json(body)
-        kind = document.get("resourceType") if isinstance(document, dict) else None
-        if isinstance(document, dict) and kind == "Observation":
-            return [_parse_observation(document, "Observation", {})]
-        if isinstance(document, dict) and kind == "Bundle":
-            return self._parse_bundle(document)
-        raise BadRequest(
-            "body must be a FHIR Observation or a Bundle of type batch, transaction or collection"
-        )
 
-    def _parse_bundle(self, bundle: dict[str, object]) -> list[ParsedItem]:
-        if not one_of(bundle.get("type"), BUNDLE_TYPES):
-            raise BadRequest("Bundle.type must be batch, transaction or collection")
-        entries = bundle.get("entry")
-        if not isinstance(entries, list) or not entries:
-            raise BadRequest("Bundle.entry must be a non-empty array")
-        resources: list[tuple[int, object]] = []
-        for index, entry in enumerate(entries):
-            if not isinstance(entry, dict):
-                raise BadRequest(f"entry[{index}] must be a JSON object")
-            resources.append((index, entry.get("resource")))
-        observations = [
-            (index, resource)
-            for index, resource in resources
-            if not isinstance(resource, dict) or resource.get("resourceType") == "Observation"
-        ]
-        if not observations:
-            raise BadRequest("Bundle has no Observation entries")
-        check_count(len(observations), self.max_readings)
-        references = _references(entries)
-        return [
-            _parse_observation(resource, f"entry[{index}].resource", references)
-            for index, resource in observations
-        ]
-
-    def _parse_lines(self, body: bytes) -> list[ParsedItem]:
-        return [
-            _parse_observation(raw, f"line {number}: Observation", {})
-            for number, raw in ndjson_documents(body, self.max_readings)
-        ]
+def _parse_bundle(bundle: dict[str, object], max_readings: int) -> list[ParsedItem]:
+    if not one_of(bundle.get("type"), BUNDLE_TYPES):
+        raise BadRequest("Bundle.type must be batch, transaction or collection")
+    entries = bundle.get("entry")
+    if not isinstance(entries, list) or not entries:
+        raise BadRequest("Bundle.entry must be a non-empty array")
+    resources: list[tuple[int, object]] = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise BadRequest(f"entry[{index}] must be a JSON object")
+        resources.append((index, entry.get("resource")))
+    observations = [
+        (index, resource)
+        for index, resource in resources
+        if not isinstance(resource, dict) or resource.get("resourceType") == "Observation"
+    ]
+    if not observations:
+        raise BadRequest("Bundle has no Observation entries")
+    check_count(len(observations), max_readings)
+    references = _references(entries)
+    return [
+        _parse_observation(resource, f"entry[{index}].resource", references)
+        for index, resource in observations
+    ]
 
 
 def _references(entries: list[object]) -> dict[str, dict[str, object]]:

@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from gateway.adapters.healthconnect.parse import HealthConnectAdapter
+from gateway.adapters.healthconnect.adapter import HealthConnectAdapter
 
 __all__ = ["HealthConnectAdapter"]

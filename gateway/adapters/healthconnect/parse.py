@@ -30,16 +30,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TypeGuard
 
-import orjson
-
-from gateway.adapters.base import TooManyReadings
-from gateway.adapters.common import one_of
-from gateway.adapters.healthconnect.records import (
+from gateway.adapters.healthconnect.codes import (
     GLUCOSE_SPECIMEN_ACCEPTED,
     GLUCOSE_SPECIMEN_KNOWN,
     KNOWN_UNSUPPORTED,
@@ -51,7 +47,8 @@ from gateway.adapters.healthconnect.records import (
     SeriesRecord,
     Units,
 )
-from gateway.errors import BadRequest, InvalidJSON, UnsupportedMediaType
+from gateway.adapters.shapes import one_of
+from gateway.errors import BadRequest
 from gateway.models import (
     CandidateReading,
     DeviceInfo,
@@ -61,8 +58,6 @@ from gateway.models import (
     Quantity,
     RejectionCode,
 )
-
-JSON = "application/json"
 
 MAX_ID_LENGTH = 256
 MAX_NAME_LENGTH = 64
@@ -83,36 +78,19 @@ _TOP_LEVEL_FIELDS = frozenset({"subject", "records"})
 _SUBJECT_FIELDS = frozenset({"system", "value"})
 
 
-class HealthConnectAdapter:
-    name: str = "healthconnect"
-    version: str = "1"
-    media_types: frozenset[str] = frozenset({JSON})
-
-    def __init__(self, *, max_readings: int = 10_000) -> None:
-        self.max_readings = max_readings
-
-    def parse(self, body: bytes, media_type: str) -> list[ParsedItem]:
-        """Parse `{"subject", "records"}` into one item per reading (per sample for series)."""
-        if media_type.partition(";")[0].strip().lower() != JSON:
-            raise UnsupportedMediaType(f"the healthconnect format accepts {JSON}")
-        try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise InvalidJSON("body is not valid JSON") from None
-        if not isinstance(document, dict) or not document.keys() <= _TOP_LEVEL_FIELDS:
-            raise BadRequest('body must be a JSON object {"subject": {...}, "records": [...]}')
-        subject = _subject(document.get("subject"))
-        records = document.get("records")
-        if not isinstance(records, list) or not records:
-            raise BadRequest("records must be a non-empty array")
-
-        items: list[ParsedItem] = []
-        for index, raw in enumerate(records):
-            items.extend(_record_items(raw, f"records[{index}]", subject))
-            # Samples expand a record into many readings: the limit is on readings.
-            if len(items) > self.max_readings:
-                raise TooManyReadings(f"a request may carry at most {self.max_readings} readings")
-        return items
+def parse_records(document: object) -> Iterator[ParsedItem]:
+    """`{"subject", "records"}` as one item per reading (per sample for series records)."""
+    if not isinstance(document, dict) or not document.keys() <= _TOP_LEVEL_FIELDS:
+        raise BadRequest('body must be a JSON object {"subject": {...}, "records": [...]}')
+    subject = _subject(document.get("subject"))
+    records = document.get("records")
+    if not isinstance(records, list) or not records:
+        raise BadRequest("records must be a non-empty array")
+    return (
+        item
+        for index, raw in enumerate(records)
+        for item in _record_items(raw, f"records[{index}]", subject)
+    )
 
 
 def _subject(raw: object) -> Identifier:

@@ -2,7 +2,7 @@
 
 Two bodies (see `bridge` and `export`):
 - `application/json`: the bridge format, samples posted by an app on the phone, each naming its
-  subject. Parsed by `parse`.
+  subject. `parse` decodes it and `bridge` reads the samples.
 - `application/xml` / `text/xml`: Apple Health's export.xml. It carries no account id, so the
   subject must come from the request (query parameters); `parse` only has the body, so it
   answers `400 subject-required` and `parse_export(body, subject, device_fallback)` does the work
@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from gateway.adapters.base import JSON, JsonAdapter
 from gateway.adapters.healthkit.bridge import parse_bridge
 from gateway.adapters.healthkit.export import ExportSummary, parse_export
-from gateway.errors import BadRequest, UnsupportedMediaType
+from gateway.errors import BadRequest
 from gateway.models import Identifier, ParsedItem
 
-JSON = "application/json"
 XML_TYPES = frozenset({"application/xml", "text/xml"})
 EXPORT_DEVICE_FALLBACK = "healthkit-export"
 
@@ -30,24 +30,22 @@ class SubjectRequired(BadRequest):
     code = "subject-required"
 
 
-class HealthKitAdapter:
-    name: str = "healthkit"
-    version: str = "1"
-    media_types: frozenset[str] = frozenset({JSON, *XML_TYPES})
+class HealthKitAdapter(JsonAdapter):
+    name = "healthkit"
+    version = "1"
+    media_types = frozenset({JSON, *XML_TYPES})
+    accepts = f"{JSON} or application/xml"
 
-    def __init__(self, *, max_readings: int = 10_000) -> None:
-        self.max_readings = max_readings
+    def parse_document(self, document: object) -> list[ParsedItem]:
+        return parse_bridge(document, max_readings=self.max_readings)
 
-    def parse(self, body: bytes, media_type: str) -> list[ParsedItem]:
-        essence = media_type.partition(";")[0].strip().lower()
-        if essence == JSON:
-            return parse_bridge(body, max_readings=self.max_readings)
+    def parse_other(self, body: bytes, essence: str) -> list[ParsedItem]:
         if essence in XML_TYPES:
             raise SubjectRequired(
                 "an export.xml upload goes to /v1/ingest/healthkit/export with the query "
                 "parameters subject_system and subject_value (an identifier the clinic enrolled)"
             )
-        raise UnsupportedMediaType(f"the healthkit format accepts {JSON} or application/xml")
+        return super().parse_other(body, essence)
 
     def parse_export(
         self, body: bytes, subject: Identifier, summary: ExportSummary | None = None

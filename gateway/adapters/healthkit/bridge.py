@@ -21,7 +21,7 @@ samples:
                     "quantity": 74, "unit": "mmHg"}],
        "startDate": …, "endDate": …, "uuid": …, "sourceName": …, "device": …, "subject": …}]}
 
-Samples of a type not in `types.QUANTITY_TYPES`, and blood-pressure members outside a
+Samples of a type not in `codes.QUANTITY_TYPES`, and blood-pressure members outside a
 correlation, are `unsupported-type` outcomes. The sample's `uuid` (a correlation's own uuid for
 blood pressure) is the record key: HealthKit objects are immutable and their uuid unique, so two
 samples at one instant are two readings and a re-posted uuid is a duplicate. Samples without a
@@ -34,22 +34,22 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 
-import orjson
-
-from gateway.adapters.base import TooManyReadings
-from gateway.adapters.healthkit.types import (
+from gateway.adapters.base import check_count
+from gateway.adapters.healthkit.codes import (
     BLOOD_PRESSURE_COMPONENTS,
     BLOOD_PRESSURE_CORRELATION,
     BLOOD_PRESSURE_MEASURE,
     BLOOD_PRESSURE_UNITS,
     QUANTITY_TYPES,
     UnitMapping,
+)
+from gateway.adapters.healthkit.parse import (
     device_id,
     to_quantity,
     unit_message,
     unsupported_type_message,
 )
-from gateway.errors import BadRequest, InvalidJSON
+from gateway.errors import BadRequest
 from gateway.models import (
     CandidateReading,
     DeviceInfo,
@@ -84,18 +84,14 @@ _DEVICE_FIELDS = frozenset(
 _SUBJECT_FIELDS = frozenset({"system", "value"})
 
 
-def parse_bridge(body: bytes, *, max_readings: int) -> list[ParsedItem]:
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise InvalidJSON("body is not valid JSON") from None
+def parse_bridge(document: object, *, max_readings: int) -> list[ParsedItem]:
+    """`{"samples": [...]}`, decoded, as one item per sample."""
     if not isinstance(document, dict) or "samples" not in document:
         raise BadRequest('body must be a JSON object {"samples": [...]}')
     samples = document["samples"]
     if not isinstance(samples, list) or not samples:
         raise BadRequest("samples must be a non-empty array")
-    if len(samples) > max_readings:
-        raise TooManyReadings(f"a request may carry at most {max_readings} samples")
+    check_count(len(samples), max_readings, "samples")
     return [_parse_sample(raw, f"samples[{index}]") for index, raw in enumerate(samples)]
 
 

@@ -8,7 +8,7 @@ What is read (Apple's DTD, "HealthKit Export Version: 11", is in the export's in
 
 - `<Record type="HKQuantityTypeIdentifier…" unit value startDate endDate creationDate
   sourceName device>` directly under `<HealthData>`: one candidate reading per record of a type
-  in `types.QUANTITY_TYPES`.
+  in `codes.QUANTITY_TYPES`.
 - `<Correlation type="HKCorrelationTypeIdentifierBloodPressure">` with systolic and diastolic
   member `Record`s: ONE blood-pressure reading, timed by the correlation.
 - Dates are "YYYY-MM-DD HH:MM:SS ±HHMM"; the offset is kept as written.
@@ -38,16 +38,14 @@ from datetime import datetime
 from xml.parsers import expat
 
 from gateway.adapters.base import TooManyReadings
-from gateway.adapters.healthkit.types import (
+from gateway.adapters.healthkit.codes import (
     BLOOD_PRESSURE_COMPONENTS,
     BLOOD_PRESSURE_CORRELATION,
     BLOOD_PRESSURE_MEASURE,
     BLOOD_PRESSURE_UNITS,
     QUANTITY_TYPES,
-    device_id,
-    to_quantity,
-    unit_message,
 )
+from gateway.adapters.healthkit.parse import device_id, to_quantity, unit_message
 from gateway.errors import BadRequest
 from gateway.lexical import is_ascii_decimal
 from gateway.models import (

@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from gateway.adapters.native.parse import NativeAdapter
+from gateway.adapters.native.adapter import NativeAdapter
 
 __all__ = ["NativeAdapter"]

@@ -7,27 +7,22 @@ name the JSON path and what it must be, never the value found there.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from gateway.adapters.common import (
-    JSON,
-    NDJSON,
+from gateway.adapters.base import check_count
+from gateway.adapters.shapes import (
     InvalidShape,
     at,
-    check_count,
     closed_object,
     json_object,
-    load_json,
-    media_essence,
-    ndjson_documents,
     number,
     optional_string,
     optional_timestamp,
     string,
     timestamp,
 )
-from gateway.errors import BadRequest, UnsupportedMediaType
+from gateway.errors import BadRequest
 from gateway.models import CandidateReading, DeviceInfo, Identifier, ParsedItem, Quantity
 
 MAX_ID_LENGTH = 256
@@ -40,40 +35,22 @@ _DEVICE_FIELDS = frozenset({"id", "model", "manufacturer"})
 _QUANTITY_FIELDS = frozenset({"value", "unit"})
 
 
-class NativeAdapter:
-    name: str = "native"
-    version: str = "1"
-    media_types: frozenset[str] = frozenset({JSON, NDJSON})
+def parse_document(document: object, max_readings: int) -> list[ParsedItem]:
+    """A single reading, or a `{"readings": [...]}` batch of at most `max_readings`."""
+    if not isinstance(document, dict):
+        raise BadRequest('body must be a JSON object: one reading or {"readings": [...]}')
+    if "readings" not in document:
+        return [_parse_item(document, "")]
+    readings = document["readings"]
+    if not isinstance(readings, list) or not readings:
+        raise BadRequest("readings must be a non-empty array")
+    check_count(len(readings), max_readings)
+    return [_parse_item(raw, f"readings[{index}]") for index, raw in enumerate(readings)]
 
-    def __init__(self, *, max_readings: int = 10_000) -> None:
-        self.max_readings = max_readings
 
-    def parse(self, body: bytes, media_type: str) -> list[ParsedItem]:
-        """Parse a single reading, a `{"readings": [...]}` batch, or NDJSON (one reading a line)."""
-        essence = media_essence(media_type)
-        if essence == JSON:
-            return self._parse_document(body)
-        if essence == NDJSON:
-            return self._parse_lines(body)
-        raise UnsupportedMediaType(f"the native format accepts {JSON} or {NDJSON}")
-
-    def _parse_document(self, body: bytes) -> list[ParsedItem]:
-        document = load_json(body)
-        if not isinstance(document, dict):
-            raise BadRequest('body must be a JSON object: one reading or {"readings": [...]}')
-        if "readings" not in document:
-            return [_parse_item(document, "")]
-        readings = document["readings"]
-        if not isinstance(readings, list) or not readings:
-            raise BadRequest("readings must be a non-empty array")
-        check_count(len(readings), self.max_readings)
-        return [_parse_item(raw, f"readings[{index}]") for index, raw in enumerate(readings)]
-
-    def _parse_lines(self, body: bytes) -> list[ParsedItem]:
-        return [
-            _parse_item(document, "", prefix=f"line {number}: ")
-            for number, document in ndjson_documents(body, self.max_readings)
-        ]
+def parse_lines(lines: Iterable[tuple[int, object]]) -> list[ParsedItem]:
+    """NDJSON: one reading a line, as (line number, decoded line)."""
+    return [_parse_item(document, "", prefix=f"line {number}: ") for number, document in lines]
 
 
 def _parse_item(raw: object, base: str, prefix: str = "") -> ParsedItem:

@@ -2,7 +2,7 @@
 
 A request body is one data point `{"header": {...}, "body": {...}}` or a JSON array of them; each
 data point is one reading. The header's `schema_id` (namespace, name) picks the mapping (see
-`schemas.SCHEMAS`: `omh` schemas and IEEE 1752.1 `ieee` schemas, each under its own namespace) and
+`codes.SCHEMAS`: `omh` schemas and IEEE 1752.1 `ieee` schemas, each under its own namespace) and
 its `user_id` names the subject: a bare body, as in Open mHealth's own test data, says neither,
 so it is refused.
 
@@ -23,7 +23,7 @@ producers send IEEE schemas under an omh header and the reverse.
 Open mHealth date-times without an offset are UTC by definition (date-time-1.0: "If a timezone is
 not included, the timezone is assumed to be UTC"), so such readings carry `offset_assumed`. An
 `ieee` body's date-times are offset date-times: one without an offset is refused `missing-offset`
-(`schemas.NAMESPACES`).
+(`codes.NAMESPACES`).
 
 Items are checked by hand, as in the native format: messages name the JSON path and what it must
 be, never the value found there.
@@ -35,15 +35,8 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 
-from gateway.adapters.common import (
-    RFC3339,
-    at,
-    check_count,
-    load_json,
-    media_essence,
-    one_of,
-)
-from gateway.adapters.omh.schemas import (
+from gateway.adapters.base import check_count
+from gateway.adapters.omh.codes import (
     DESCRIPTIVE_STATISTICS,
     DURATION_SECONDS,
     GLUCOSE_SPECIMENS,
@@ -56,7 +49,8 @@ from gateway.adapters.omh.schemas import (
     SUM_MEASURES,
     SchemaMapping,
 )
-from gateway.errors import BadRequest, UnsupportedMediaType
+from gateway.adapters.shapes import RFC3339, at, one_of
+from gateway.errors import BadRequest
 from gateway.models import (
     CandidateReading,
     DeviceInfo,
@@ -66,8 +60,6 @@ from gateway.models import (
     Quantity,
     RejectionCode,
 )
-
-JSON = "application/json"
 
 OMH_USER_SYSTEM = "urn:wearable-gateway:omh:user-id"
 UNKNOWN_DEVICE = "omh-unknown-device"
@@ -91,30 +83,19 @@ _END_DURATION = frozenset({"end_date_time", "duration"})
 _PART_OF_DAY = frozenset({"date", "part_of_day"})
 
 
-class OmhAdapter:
-    name: str = "omh"
-    version: str = "1"
-    media_types: frozenset[str] = frozenset({JSON})
-
-    def __init__(self, *, max_readings: int = 10_000) -> None:
-        self.max_readings = max_readings
-
-    def parse(self, body: bytes, media_type: str) -> list[ParsedItem]:
-        """Parse one data point or a JSON array of data points."""
-        if media_essence(media_type) != JSON:
-            raise UnsupportedMediaType(f"the omh format accepts {JSON}")
-        document = load_json(body)
-        if isinstance(document, list):
-            if not document:
-                raise BadRequest("body must be a non-empty array of data points")
-            check_count(len(document), self.max_readings)
-            return [_parse_item(raw, f"[{index}]") for index, raw in enumerate(document)]
-        if isinstance(document, dict) and ("header" in document or "body" in document):
-            return [_parse_item(document, "")]
-        raise BadRequest(
-            'body must be an Open mHealth data point {"header": ..., "body": ...} or an array '
-            "of them; a bare body carries no schema_id or user_id"
-        )
+def parse_data_points(document: object, max_readings: int) -> list[ParsedItem]:
+    """One data point, or a JSON array of at most `max_readings` data points."""
+    if isinstance(document, list):
+        if not document:
+            raise BadRequest("body must be a non-empty array of data points")
+        check_count(len(document), max_readings)
+        return [_parse_item(raw, f"[{index}]") for index, raw in enumerate(document)]
+    if isinstance(document, dict) and ("header" in document or "body" in document):
+        return [_parse_item(document, "")]
+    raise BadRequest(
+        'body must be an Open mHealth data point {"header": ..., "body": ...} or an array '
+        "of them; a bare body carries no schema_id or user_id"
+    )
 
 
 class _Invalid(Exception):
@@ -447,6 +428,3 @@ def _timestamp(raw: object, path: str) -> tuple[datetime, bool]:
         else:
             return moment, moment.tzinfo is None
     raise _shape(path, "must be an RFC 3339 date-time, e.g. 2026-11-30T08:00:00+08:00")
-
-
-__all__ = ["OMH_USER_SYSTEM", "UNKNOWN_DEVICE", "OmhAdapter"]

@@ -40,9 +40,6 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import orjson
-
-from gateway.adapters.base import TooManyReadings
 from gateway.adapters.withings.codes import (
     ATTRIB_AMBIGUOUS,
     CATEGORY_OBJECTIVE,
@@ -51,7 +48,7 @@ from gateway.adapters.withings.codes import (
     INTRADAY_UNSUPPORTED_FIELDS,
     MEASTYPES,
 )
-from gateway.errors import BadRequest, InvalidJSON, UnsupportedMediaType
+from gateway.errors import BadRequest
 from gateway.models import (
     CandidateReading,
     DeviceInfo,
@@ -62,7 +59,6 @@ from gateway.models import (
     RejectionCode,
 )
 
-JSON = "application/json"
 WITHINGS_USER_SYSTEM = "https://developer.withings.com/userid"
 MANUFACTURER = "Withings"
 MANUAL_DEVICE = "withings-manual"
@@ -82,29 +78,10 @@ _PRESSURE_TYPES = frozenset(
 )
 
 
-class WithingsAdapter:
-    name: str = "withings"
-    version: str = "1"
-    media_types: frozenset[str] = frozenset({JSON})
-
-    def __init__(self, *, max_readings: int = 10_000) -> None:
-        self.max_readings = max_readings
-
-    def parse(self, body: bytes, media_type: str) -> list[ParsedItem]:
-        """Parse `{"userid", "response"}` into one item per Withings reading, in payload order."""
-        if media_type.partition(";")[0].strip().lower() != JSON:
-            raise UnsupportedMediaType(f"the withings format accepts {JSON}")
-        try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise InvalidJSON("body is not valid JSON") from None
-        response_body, subject = _envelope(document)
-        items: list[ParsedItem] = []
-        for item in _items(response_body, subject):
-            if len(items) == self.max_readings:
-                raise TooManyReadings(f"a request may carry at most {self.max_readings} readings")
-            items.append(item)
-        return items
+def parse_response(document: object) -> Iterator[ParsedItem]:
+    """`{"userid", "response"}` as one item per Withings reading, in payload order."""
+    response_body, subject = _envelope(document)
+    return _items(response_body, subject)
 
 
 # --- envelope and response kind -------------------------------------------------------------------

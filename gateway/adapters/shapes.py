@@ -1,20 +1,13 @@
-"""Building blocks shared by the JSON-based adapters: body decoding, request limits, and shape
-checks whose messages name the JSON path and what it must be — never the value found there."""
+"""Shape checks shared by the JSON-based adapters, whose messages name the JSON path and what it
+must be — never the value found there."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Hashable, Iterator
+from collections.abc import Collection, Hashable
 from datetime import datetime
 
-import orjson
-
-from gateway.adapters.base import TooManyReadings
-from gateway.errors import BadRequest, InvalidJSON
 from gateway.models import ParsedItem, ParseRejection, RejectionCode
-
-JSON = "application/json"
-NDJSON = "application/x-ndjson"
 
 # RFC 3339 date-time with the UTC offset optional (a missing offset is normalise's
 # `missing-offset`) and offsets limited to FHIR's -14:00..+14:00.
@@ -24,44 +17,11 @@ RFC3339 = re.compile(
 )
 
 
-def media_essence(media_type: str) -> str:
-    """`application/json; charset=utf-8` -> `application/json`."""
-    return media_type.partition(";")[0].strip().lower()
-
-
-def load_json(data: bytes, message: str = "body is not valid JSON") -> object:
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        # Raised outside the handler: orjson's error carries the whole document, which must not
-        # travel along as our exception's context. Also raised for numbers a double cannot hold.
-        pass
-    raise InvalidJSON(message)
-
-
 def one_of(value: object, allowed: Collection[object]) -> bool:
     """Whether a payload value is in a code table. Payload values may be JSON arrays or objects,
     which cannot be hashed into a set or dict lookup (a TypeError, so a 500): those are in no
     table."""
     return isinstance(value, Hashable) and value in allowed
-
-
-def check_count(count: int, max_readings: int) -> None:
-    if count > max_readings:
-        raise TooManyReadings(f"a request may carry at most {max_readings} readings")
-
-
-def ndjson_documents(body: bytes, max_readings: int) -> Iterator[tuple[int, object]]:
-    """(line number, decoded document) for each non-empty line; BadRequest for an empty body."""
-    seen = 0
-    for number, line in enumerate(body.split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        seen += 1
-        check_count(seen, max_readings)
-        yield number, load_json(line, f"line {number} is not valid JSON")
-    if seen == 0:
-        raise BadRequest("body has no readings")
 
 
 class InvalidShape(Exception):
