@@ -1,7 +1,7 @@
 """The files of a research extract: written by a run as bytea chunks in the zone database
 (NDJSON per resource type, and the Observations as CSV), downloaded by the job's client.
 
-    _FileWriter   one output file, written in CHUNK_BYTES chunks and hashed as it goes
+    FileWriter    one output file, written in CHUNK_BYTES chunks and hashed as it goes
     csv_row       one de-identified Observation as a flat CSV row
     open_file     GET /fhir/$export-file/{job}/{name}
 """
@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Final
 
 from gateway.errors import NotFound
-from gateway.services.exports.kickoff import _own_job
+from gateway.services.exports.kickoff import own_job
 from gateway.services.smart import ClientPrincipal
 from gateway.services.zones import Zone, ZoneDirectory
 from gateway.storage.exports import StoredFile
@@ -27,7 +27,7 @@ CHUNK_BYTES: Final = 1 << 20
 FILE_NAME: Final = re.compile(r"(Patient|Observation|Device)\.(ndjson|csv)")
 
 
-class _FileWriter:
+class FileWriter:
     """One output file, written as CHUNK_BYTES chunks into the zone database; keeps only the
     current chunk in memory and hashes as it goes."""
 
@@ -138,7 +138,7 @@ def csv_row(resource: Mapping[str, object]) -> list[object]:
     return row
 
 
-def _csv_line(row: Sequence[object]) -> bytes:
+def csv_line(row: Sequence[object]) -> bytes:
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerow(row)  # RFC 4180 line ends
     return out.getvalue().encode()
@@ -156,7 +156,7 @@ async def open_file(
     zones: ZoneDirectory, principal: ClientPrincipal, job_id: str, name: str, *, now: datetime
 ) -> ExportFile:
     zone = zones.require(principal.zone)
-    job = await _own_job(zone, principal, job_id, now)
+    job = await own_job(zone, principal, job_id, now)
     stored = (
         await zone.db.exports.file(job.id, name)
         if job.state == "done" and FILE_NAME.fullmatch(name)

@@ -1,13 +1,14 @@
-"""De-identified research extracts over FHIR Bulk Data Access 2.0 (issue 5;
+"""Research export jobs as their client sees them, over FHIR Bulk Data Access 2.0 (issue 5;
 https://hl7.org/fhir/uv/bulkdata/STU2/export.html).
 
     kick_off      GET|POST /fhir/Group/{study}/$export: authorise the study's researcher client,
                   decide (gateway.residency.export_policy), audit the decision, queue a job
     status        GET /fhir/$export-status/{job}: progress, or the manifest once released
     cancel        DELETE /fhir/$export-status/{job}
-    open_file     GET /fhir/$export-file/{job}/{name}
 
-The jobs themselves are run in the background by `gateway.services.export_runner`.
+The kick-off's parameters are parsed by `gateway.fhir.bulk_parameters`; the jobs are run in the
+background by `gateway.services.exports.workers`; their files are downloaded through
+`gateway.services.exports.files`.
 
 Nothing is released before its audit record is committed: the manifest (and so every file URL)
 is only served once the job is `done`, which it becomes after the release is audited.
@@ -253,7 +254,7 @@ class InProgress:
     retry_after: int = POLL_INTERVAL_SECONDS
 
 
-async def _own_job(zone: Zone, principal: ClientPrincipal, job_id: str, now: datetime) -> StoredJob:
+async def own_job(zone: Zone, principal: ClientPrincipal, job_id: str, now: datetime) -> StoredJob:
     job = await zone.db.exports.get(job_id, now) if JOB_ID.fullmatch(job_id) else None
     # Another client's job is as unknown as a job that never existed.
     if job is None or job.client != principal.client_id or principal.role != "researcher":
@@ -266,7 +267,7 @@ async def status(
 ) -> InProgress | dict[str, object]:
     """The job's progress, or its manifest (output URLs under `base`, the public /fhir URL)."""
     zone = zones.require(principal.zone)
-    job = await _own_job(zone, principal, job_id, now)
+    job = await own_job(zone, principal, job_id, now)
     if not await zone.db.exports.poll(job.id, now, POLL_INTERVAL_SECONDS):
         raise RateLimited(
             "status polled faster than Retry-After", retry_after=POLL_INTERVAL_SECONDS
@@ -297,7 +298,7 @@ async def cancel(
     zones: ZoneDirectory, principal: ClientPrincipal, job_id: str, *, now: datetime
 ) -> None:
     zone = zones.require(principal.zone)
-    job = await _own_job(zone, principal, job_id, now)
+    job = await own_job(zone, principal, job_id, now)
     if not await zone.db.exports.cancel(job.id, principal.client_id, now):
         raise NotFound("no such export job")
     event(log, "export.cancelled", zone=zone.name, study=job.study, job=job.id)

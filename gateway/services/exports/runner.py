@@ -1,8 +1,6 @@
-"""Running research export jobs (issue 5): the background side of
-`gateway.services.bulk_export`.
-
-    ExportWorkers one background task per zone, in the process serving that zone: claims jobs
-                  (FOR UPDATE SKIP LOCKED) and hands them to an ExportRunner:
+"""One run of a research export job (issue 5), claimed by `gateway.services.exports.workers`
+in the process serving the job's zone; an ExportRunner takes it from the queued request to its
+manifest:
 
     consenting subjects --open identity--> (age band, sex, site) --k_anonymity--> kept subjects
       --study pseudonym, date shift--> Patient.ndjson
@@ -57,7 +55,7 @@ from gateway.residency.export_policy import (
     decide_export,
 )
 from gateway.services.audit import AuditAction, AuditOutcome, record
-from gateway.services.exports.files import CSV_COLUMNS, _csv_line, _FileWriter, csv_row
+from gateway.services.exports.files import CSV_COLUMNS, FileWriter, csv_line, csv_row
 from gateway.services.exports.kickoff import consents_of, study_terms
 from gateway.services.zones import Zone
 from gateway.storage.exports import ExportSubject, StoredFile, StoredJob, StoredStudy
@@ -67,7 +65,7 @@ log = logging.getLogger("gateway.export")
 PROGRESS_EVERY: Final = 5000
 
 
-class _Stopped(Exception):
+class JobStopped(Exception):
     """The job was cancelled (or expired) while running: stop writing."""
 
 
@@ -156,7 +154,7 @@ class ExportRunner:
 
     async def run(self, job: StoredJob) -> dict[str, int] | None:
         """Run the job to its manifest: the resources released, by type; None when the policy
-        refused it at run time (the job is failed and the refusal audited). Raises `_Stopped`
+        refused it at run time (the job is failed and the refusal audited). Raises `JobStopped`
         when the job was cancelled or expired meanwhile."""
         run = await self._prepare(job)
         if run is None:
@@ -187,7 +185,7 @@ class ExportRunner:
             run.job.id, f"{run.resources} resources", self._lease
         )
         if not renewed:
-            raise _Stopped
+            raise JobStopped
 
     async def _prepare(self, job: StoredJob) -> _Run | None:
         """Decide who is in the extract; None (job failed, refusal audited) when nobody may be."""
@@ -286,7 +284,7 @@ class ExportRunner:
         self, run: _Run, resource_type: str, resources: Iterable[dict[str, object]]
     ) -> StoredFile:
         """`<type>.ndjson` of `resources`, made one at a time (a generator stays lazy)."""
-        writer = _FileWriter(self._zone, run.job.id, f"{resource_type}.ndjson", resource_type)
+        writer = FileWriter(self._zone, run.job.id, f"{resource_type}.ndjson", resource_type)
         for resource in resources:
             await writer.write(orjson.dumps(resource, option=orjson.OPT_APPEND_NEWLINE))
             run.resources += 1
@@ -296,9 +294,9 @@ class ExportRunner:
 
     async def _write_observations(self, run: _Run) -> tuple[StoredFile, StoredFile]:
         job, study, policy, request = run.job, run.study, run.policy, run.request
-        ndjson = _FileWriter(self._zone, job.id, "Observation.ndjson", "Observation")
-        table = _FileWriter(self._zone, job.id, "Observation.csv", "Observation")
-        await table.write(_csv_line(CSV_COLUMNS))
+        ndjson = FileWriter(self._zone, job.id, "Observation.ndjson", "Observation")
+        table = FileWriter(self._zone, job.id, "Observation.csv", "Observation")
+        await table.write(csv_line(CSV_COLUMNS))
         shifts: dict[str, timedelta] = {}
         categories = request.categories
         with_devices = "Device" in request.types
@@ -347,7 +345,7 @@ class ExportRunner:
                 run.dropped_extensions.update(report.dropped_extensions)
                 run.unknown_extensions.update(report.unknown_extensions)
                 await ndjson.write(orjson.dumps(resource, option=orjson.OPT_APPEND_NEWLINE))
-                await table.write(_csv_line(csv_row(resource)))
+                await table.write(csv_line(csv_row(resource)))
                 run.resources += 1
                 if run.resources % PROGRESS_EVERY == 0:
                     await self._progress(run)
@@ -411,7 +409,7 @@ class ExportRunner:
             },
         }
         if not await zone.db.exports.finish(job.id, orjson.dumps(manifest)):
-            raise _Stopped  # cancelled (or expired) while the release was being written
+            raise JobStopped  # cancelled (or expired) while the release was being written
         event(
             log,
             "export.completed",

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from gateway.logs import event
 from gateway.privacy import ZoneKeyRing
-from gateway.services.exports.runner import ExportRunner, _Stopped
+from gateway.services.exports.runner import ExportRunner, JobStopped
 from gateway.services.zones import Zone, ZoneDirectory
 from gateway.storage.exports import StoredJob
 
@@ -103,7 +103,7 @@ class ExportWorkers:
             self._ended(zone, JobOutcome.REQUEUED)
             await asyncio.shield(zone.db.exports.requeue(job.id))
             raise
-        except _Stopped:
+        except JobStopped:
             event(log, "export.stopped", zone=zone.name, job=job.id)
             self._ended(zone, JobOutcome.CANCELLED)
         except Exception:

@@ -1,5 +1,6 @@
 """FHIR Bulk Data Access 2.0 export for research teams (issue 5): kick-off, status, cancel,
-file download. Translation only; gateway.services.bulk_export decides."""
+file download. Translation only: gateway.fhir.bulk_parameters parses the kick-off,
+gateway.services.exports decides."""
 
 from __future__ import annotations
 
