@@ -43,6 +43,7 @@ import psutil
 
 from gateway.adapters.native import NativeAdapter
 from gateway.fhir import build_observation
+from gateway.fhir.bulk_parameters import EXPORT_TYPES, ExportRequest
 from gateway.measures.normalise import normalise
 from gateway.models import (
     Consent,
@@ -54,10 +55,9 @@ from gateway.models import (
     Sex,
 )
 from gateway.privacy import Pseudonymiser, ZoneKeyRing
-from gateway.services.bulk_export import EXPORT_TYPES, ExportRequest
 from gateway.services.clinics import Clinic
 from gateway.services.enrol import enrol
-from gateway.services.export_runner import ExportRunner
+from gateway.services.exports.runner import ExportRunner
 from gateway.services.zones import Zone, ZoneDirectory
 from gateway.storage import ZoneDatabase, ensure_database, migrate_database
 from gateway.storage.database import admin_connection

@@ -13,7 +13,7 @@ from gateway.logs import event
 from gateway.metrics import GatewayMetrics
 from gateway.privacy import ZoneKeyRing
 from gateway.privacy.provider import FileKeyProvider, KeyProvider
-from gateway.services.export_runner import ExportWorkers
+from gateway.services.exports.workers import ExportWorkers
 from gateway.services.key_ring import Instance, KeyRingWatch
 from gateway.services.key_rotation import check_keys_cover_data
 from gateway.services.zones import Zone, ZoneDirectory

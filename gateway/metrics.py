@@ -92,7 +92,7 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
-        # Research export jobs (gateway/services/bulk_export.py, JobOutcome): one count per run
+        # Research export jobs (gateway/services/exports/workers.py, JobOutcome): one count per run
         # of a job; resources by type for completed ones.
         self.export_jobs = Counter(
             "gateway_export_jobs",

@@ -44,7 +44,7 @@ class ResidencyStore:
             subjects = await conn.fetchval("SELECT count(*) FROM subjects")
             readings = await conn.fetchval("SELECT count(*) FROM observations")
             # An extract leaves the zone only once its `release` record (outcome success) is
-            # committed (services/bulk_export.py); an `export` record is the request, and an
+            # committed (services/exports/runner.py); an `export` record is the request, and an
             # accepted request may still be refused at release time, so requests are not counted
             # as exports.
             extracts = await conn.fetchval(

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.adapters.base import Adapter
 from gateway.metrics import GatewayMetrics
-from gateway.services.export_runner import ExportWorkers
+from gateway.services.exports.workers import ExportWorkers
 from gateway.services.zones import ZoneDirectory
 from gateway.settings import Settings
 

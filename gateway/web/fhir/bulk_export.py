@@ -1,5 +1,6 @@
 """FHIR Bulk Data Access 2.0 export for research teams (issue 5): kick-off, status, cancel,
-file download. Translation only; gateway.services.bulk_export decides."""
+file download. Translation only: gateway.fhir.bulk_parameters parses the kick-off,
+gateway.services.exports decides."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import orjson
 from aiohttp import web
 
 from gateway.errors import InvalidJSON, UnsupportedMediaType
-from gateway.services import bulk_export
+from gateway.fhir.bulk_parameters import parameters_resource, parse_export_request
+from gateway.services.exports import files, kickoff
 from gateway.services.smart import ClientPrincipal, authenticate_access_token
 from gateway.web.body import read_body
 from gateway.web.fhir.common import base_url, principal
@@ -36,13 +38,13 @@ async def kick_off(request: web.Request) -> web.Response:
             body = orjson.loads(await read_body(request))
         except orjson.JSONDecodeError:
             raise InvalidJSON("the body is not JSON") from None
-        parameters += bulk_export.parameters_resource(body)
-    export = bulk_export.parse_export_request(
+        parameters += parameters_resource(body)
+    export = parse_export_request(
         parameters,
         prefer=request.headers.get("Prefer"),
         url=request.app[SETTINGS].base_url + request.path_qs,
     )
-    started = await bulk_export.kick_off(
+    started = await kickoff.kick_off(
         request.app[ZONES], client, study, export, now=datetime.now(UTC)
     )
     if EXPORT_WORKERS in request.app:
@@ -65,14 +67,14 @@ def operation_outcome_info(text: str) -> dict[str, object]:
 
 async def status(request: web.Request) -> web.Response:
     client = await _client(request)
-    answer = await bulk_export.status(
+    answer = await kickoff.status(
         request.app[ZONES],
         client,
         request.match_info["job"],
         now=datetime.now(UTC),
         base=base_url(request),
     )
-    if isinstance(answer, bulk_export.InProgress):
+    if isinstance(answer, kickoff.InProgress):
         # Bulk Data 2.0 status: 202 with X-Progress and Retry-After while in progress.
         response = web.Response(status=202)
         response.headers["X-Progress"] = answer.progress
@@ -84,7 +86,7 @@ async def status(request: web.Request) -> web.Response:
 
 async def cancel(request: web.Request) -> web.Response:
     client = await _client(request)
-    await bulk_export.cancel(
+    await kickoff.cancel(
         request.app[ZONES], client, request.match_info["job"], now=datetime.now(UTC)
     )
     return fhir_response(operation_outcome_info("export cancelled"), status=202)
@@ -92,7 +94,7 @@ async def cancel(request: web.Request) -> web.Response:
 
 async def download(request: web.Request) -> web.StreamResponse:
     client = await _client(request)
-    found = await bulk_export.open_file(
+    found = await files.open_file(
         request.app[ZONES],
         client,
         request.match_info["job"],

@@ -1,8 +1,6 @@
-"""Running research export jobs (issue 5): the background side of
-`gateway.services.bulk_export`.
-
-    ExportWorkers one background task per zone, in the process serving that zone: claims jobs
-                  (FOR UPDATE SKIP LOCKED) and hands them to an ExportRunner:
+"""One run of a research export job (issue 5), claimed by `gateway.services.exports.workers`
+in the process serving the job's zone; an ExportRunner takes it from the queued request to its
+manifest:
 
     consenting subjects --open identity--> (age band, sex, site) --k_anonymity--> kept subjects
       --study pseudonym, date shift--> Patient.ndjson
@@ -16,18 +14,13 @@ manifest (and so every file URL) servable, only after the release is audited.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import csv
 import functools
-import hashlib
-import io
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from enum import StrEnum
 from typing import Final
 
 import orjson
@@ -43,6 +36,7 @@ from gateway.deid import (
     deidentify_patient,
     k_anonymity,
 )
+from gateway.fhir.bulk_parameters import ExportRequest
 from gateway.logs import event
 from gateway.models import Sex
 from gateway.privacy.deid_keys import (
@@ -60,135 +54,18 @@ from gateway.residency.export_policy import (
     decide_export,
 )
 from gateway.services.audit import AuditAction, AuditOutcome, record
-from gateway.services.bulk_export import ExportRequest, consents_of, study_terms
-from gateway.services.zones import Zone, ZoneDirectory
+from gateway.services.exports.files import CSV_COLUMNS, FileWriter, csv_line, csv_row
+from gateway.services.exports.kickoff import consents_of, study_terms
+from gateway.services.zones import Zone
 from gateway.storage.exports import ExportSubject, StoredFile, StoredJob, StoredStudy
 
 log = logging.getLogger("gateway.export")
 
-CHUNK_BYTES: Final = 1 << 20
 PROGRESS_EVERY: Final = 5000
 
 
-class _Stopped(Exception):
+class JobStopped(Exception):
     """The job was cancelled (or expired) while running: stop writing."""
-
-
-class _FileWriter:
-    """One output file, written as CHUNK_BYTES chunks into the zone database; keeps only the
-    current chunk in memory and hashes as it goes."""
-
-    def __init__(self, zone: Zone, job_id: str, name: str, resource_type: str) -> None:
-        self._zone = zone
-        self._job = job_id
-        self.name = name
-        self.type = resource_type
-        self._buffer = bytearray()
-        self._hash = hashlib.sha256()
-        self._seq = 0
-        self.count = 0
-        self.bytes = 0
-
-    async def write(self, line: bytes) -> None:
-        self._buffer += line
-        self.count += 1
-        if len(self._buffer) >= CHUNK_BYTES:
-            await self._flush()
-
-    async def _flush(self) -> None:
-        if not self._buffer:
-            return
-        content = bytes(self._buffer)
-        self._buffer.clear()
-        self._hash.update(content)
-        self.bytes += len(content)
-        await self._zone.db.exports.write_chunk(self._job, self.name, self._seq, content)
-        self._seq += 1
-
-    async def close(self, *, count_header: bool = False) -> StoredFile:
-        await self._flush()
-        stored = StoredFile(
-            name=self.name,
-            type=self.type,
-            sha256=self._hash.hexdigest(),
-            count=self.count - (1 if count_header else 0),
-            bytes=self.bytes,
-        )
-        await self._zone.db.exports.add_file(self._job, stored)
-        return stored
-
-
-CSV_COLUMNS: Final = (
-    "id", "patient", "status", "category", "code", "display", "effective_start", "effective_end",
-    "value", "comparator", "unit", "statistic",
-    "component_1_code", "component_1_value", "component_1_unit",
-    "component_2_code", "component_2_value", "component_2_unit", "device",
-)  # fmt: skip
-
-
-def _first_coding(concept: object) -> Mapping[str, object]:
-    if isinstance(concept, list):
-        concept = concept[0] if concept else None
-    if isinstance(concept, dict):
-        codings = concept.get("coding")
-        if isinstance(codings, list) and codings and isinstance(codings[0], dict):
-            return codings[0]
-    return {}
-
-
-def _quantity(value: object) -> tuple[object, object, object]:
-    if isinstance(value, dict):
-        return value.get("value", ""), value.get("comparator", ""), value.get("code", "")
-    return "", "", ""
-
-
-def csv_row(resource: Mapping[str, object]) -> list[object]:
-    """One de-identified Observation as a flat CSV row (`CSV_COLUMNS`). Only values from the
-    de-identified resource are used: the CSV can carry nothing the NDJSON does not."""
-    code = _first_coding(resource.get("code"))
-    period = resource.get("effectivePeriod")
-    start = resource.get("effectiveDateTime") or resource.get("effectiveInstant") or ""
-    end: object = ""
-    if isinstance(period, dict):
-        start, end = period.get("start", ""), period.get("end", "")
-    value, comparator, unit = _quantity(resource.get("valueQuantity"))
-    statistic = ""
-    for extension in resource.get("extension") or []:  # type: ignore[attr-defined]
-        statistic = extension.get("valueCode", "")
-    subject = resource.get("subject")
-    row: list[object] = [
-        resource.get("id", ""),
-        subject.get("reference", "").removeprefix("Patient/") if isinstance(subject, dict) else "",
-        resource.get("status", ""),
-        _first_coding(resource.get("category")).get("code", ""),
-        code.get("code", ""),
-        code.get("display", ""),
-        start,
-        end,
-        value,
-        comparator,
-        unit,
-        statistic,
-    ]
-    components = resource.get("component")
-    for index in range(2):
-        if isinstance(components, list) and index < len(components):
-            component = components[index]
-            c_value, _, c_unit = _quantity(component.get("valueQuantity"))
-            row += [_first_coding(component.get("code")).get("code", ""), c_value, c_unit]
-        else:
-            row += ["", "", ""]
-    device = resource.get("device")
-    row.append(
-        device.get("reference", "").removeprefix("Device/") if isinstance(device, dict) else ""
-    )
-    return row
-
-
-def _csv_line(row: Sequence[object]) -> bytes:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerow(row)  # RFC 4180 line ends
-    return out.getvalue().encode()
 
 
 def _policy(study: StoredStudy) -> DeidPolicy:
@@ -276,7 +153,7 @@ class ExportRunner:
 
     async def run(self, job: StoredJob) -> dict[str, int] | None:
         """Run the job to its manifest: the resources released, by type; None when the policy
-        refused it at run time (the job is failed and the refusal audited). Raises `_Stopped`
+        refused it at run time (the job is failed and the refusal audited). Raises `JobStopped`
         when the job was cancelled or expired meanwhile."""
         # The zone's ring as this job starts, for all of it: one job's study pseudonyms and date
         # shifts come from one key version even if the key file is rotated meanwhile.
@@ -310,7 +187,7 @@ class ExportRunner:
             run.job.id, f"{run.resources} resources", self._lease
         )
         if not renewed:
-            raise _Stopped
+            raise JobStopped
 
     async def _prepare(self, job: StoredJob) -> _Run | None:
         """Decide who is in the extract; None (job failed, refusal audited) when nobody may be."""
@@ -409,7 +286,7 @@ class ExportRunner:
         self, run: _Run, resource_type: str, resources: Iterable[dict[str, object]]
     ) -> StoredFile:
         """`<type>.ndjson` of `resources`, made one at a time (a generator stays lazy)."""
-        writer = _FileWriter(self._zone, run.job.id, f"{resource_type}.ndjson", resource_type)
+        writer = FileWriter(self._zone, run.job.id, f"{resource_type}.ndjson", resource_type)
         for resource in resources:
             await writer.write(orjson.dumps(resource, option=orjson.OPT_APPEND_NEWLINE))
             run.resources += 1
@@ -419,9 +296,9 @@ class ExportRunner:
 
     async def _write_observations(self, run: _Run) -> tuple[StoredFile, StoredFile]:
         job, study, policy, request = run.job, run.study, run.policy, run.request
-        ndjson = _FileWriter(self._zone, job.id, "Observation.ndjson", "Observation")
-        table = _FileWriter(self._zone, job.id, "Observation.csv", "Observation")
-        await table.write(_csv_line(CSV_COLUMNS))
+        ndjson = FileWriter(self._zone, job.id, "Observation.ndjson", "Observation")
+        table = FileWriter(self._zone, job.id, "Observation.csv", "Observation")
+        await table.write(csv_line(CSV_COLUMNS))
         shifts: dict[str, timedelta] = {}
         categories = request.categories
         with_devices = "Device" in request.types
@@ -470,7 +347,7 @@ class ExportRunner:
                 run.dropped_extensions.update(report.dropped_extensions)
                 run.unknown_extensions.update(report.unknown_extensions)
                 await ndjson.write(orjson.dumps(resource, option=orjson.OPT_APPEND_NEWLINE))
-                await table.write(_csv_line(csv_row(resource)))
+                await table.write(csv_line(csv_row(resource)))
                 run.resources += 1
                 if run.resources % PROGRESS_EVERY == 0:
                     await self._progress(run)
@@ -534,7 +411,7 @@ class ExportRunner:
             },
         }
         if not await zone.db.exports.finish(job.id, orjson.dumps(manifest)):
-            raise _Stopped  # cancelled (or expired) while the release was being written
+            raise JobStopped  # cancelled (or expired) while the release was being written
         event(
             log,
             "export.completed",
@@ -544,105 +421,3 @@ class ExportRunner:
             resources=run.resources,
             suppressed=run.k_report["suppressed"],
         )
-
-
-class JobOutcome(StrEnum):
-    """How a run of an export job ended (the `outcome` of `gateway_export_jobs_total`)."""
-
-    COMPLETED = "completed"  # manifest served
-    REFUSED = "refused"  # the policy refused it at run time (e.g. consent withdrawn)
-    CANCELLED = "cancelled"  # deleted or expired while running
-    FAILED = "failed"  # an error: the job is failed with "internal error"
-    REQUEUED = "requeued"  # the process stopped: handed back for the next one
-
-
-# (zone, outcome, resources released by type) once per run of a job; the composition root turns
-# it into metrics, so this module needs no metrics library.
-JobObserver = Callable[[str, JobOutcome, Mapping[str, int]], None]
-
-
-class ExportWorkers:
-    """One background task per served zone (started and stopped by the app's cleanup context).
-    A job runs in the process serving its zone, on that zone's database and keys only."""
-
-    def __init__(
-        self,
-        zones: ZoneDirectory,
-        *,
-        lease_seconds: float = 60.0,
-        idle_seconds: float = 5.0,
-        on_job_end: JobObserver | None = None,
-    ) -> None:
-        self._zones = zones
-        self._lease = lease_seconds
-        self._idle = idle_seconds
-        self._on_job_end = on_job_end
-        self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in zones}
-        self._tasks: list[asyncio.Task[None]] = []
-
-    def start(self) -> None:
-        for name, zone in self._zones.items():
-            runner = ExportRunner(zone, self._lease)
-            self._tasks.append(
-                asyncio.create_task(self._loop(zone, runner), name=f"export-worker-{name}")
-            )
-
-    def wake(self, zone: str) -> None:
-        if zone in self._wake:
-            self._wake[zone].set()
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
-
-    async def _loop(self, zone: Zone, runner: ExportRunner) -> None:
-        wake = self._wake[zone.name]
-        while True:
-            try:
-                await zone.db.exports.delete_expired(datetime.now(UTC))
-                job = await zone.db.exports.claim(self._lease)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                event(log, "export.claim_failed", logging.WARNING, zone=zone.name, exc_info=True)
-                job = None
-            if job is None:
-                wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self._idle)
-                continue
-            await self._run(zone, runner, job)
-
-    async def _run(self, zone: Zone, runner: ExportRunner, job: StoredJob) -> None:
-        event(log, "export.started", zone=zone.name, study=job.study, job=job.id)
-        try:
-            released = await runner.run(job)
-        except asyncio.CancelledError:
-            # Shutting down: hand the job back so the next start (or another process) resumes it.
-            self._ended(zone, JobOutcome.REQUEUED)
-            await asyncio.shield(zone.db.exports.requeue(job.id))
-            raise
-        except _Stopped:
-            event(log, "export.stopped", zone=zone.name, job=job.id)
-            self._ended(zone, JobOutcome.CANCELLED)
-        except Exception:
-            # Exception messages may quote data: only the type is logged (gateway.logs).
-            event(log, "export.failed", logging.ERROR, zone=zone.name, job=job.id, exc_info=True)
-            self._ended(zone, JobOutcome.FAILED)
-            with contextlib.suppress(Exception):
-                await zone.db.exports.fail(job.id, "internal error")
-        else:
-            if released is None:
-                self._ended(zone, JobOutcome.REFUSED)
-            else:
-                self._ended(zone, JobOutcome.COMPLETED, released)
-
-    def _ended(
-        self, zone: Zone, outcome: JobOutcome, released: Mapping[str, int] | None = None
-    ) -> None:
-        if self._on_job_end is not None:
-            self._on_job_end(zone.name, outcome, released or {})
