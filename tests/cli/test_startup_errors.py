@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from gateway.storage import dsn_with_database
 from tests.cli.test_commands import run
 from tests.conftest import DatabaseFactory
 from tests.faults.harness import gateway_environment, provision
@@ -43,7 +44,8 @@ async def test_migrate_against_a_missing_database_says_so_in_one_line(
     databases: DatabaseFactory,
 ) -> None:
     existing = await databases.create("cli", migrated=False)
-    missing = existing.rsplit("/", 1)[0] + "/wg_never_created"
+    # dsn_with_database: the embedded server's URLs name their socket folder in the query.
+    missing = dsn_with_database(existing, "wg_never_created")
     result = run(["migrate"], {"GATEWAY_ZONES": "cn", "GATEWAY_ZONE_CN_DATABASE_URL": missing})
     assert result.returncode != 0
     line = _one_clear_line(result.stderr)
