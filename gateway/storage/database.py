@@ -244,7 +244,7 @@ async def migrate_database(
 ) -> list[schema.Migration]:
     """Apply pending migrations; with `grant_to`, then give that role what the gateway needs."""
     async with admin_connection(dsn, zone=zone) as conn:
-        applied = await schema.migrate(conn)
+        applied = await schema.migrate(conn, zone=zone)
         if grant_to is not None:
             await schema.grant_gateway_role(conn, grant_to)
         return applied
