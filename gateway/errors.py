@@ -23,6 +23,7 @@ nobody parses messages. Messages never carry identifiers, measured values or key
     ├── StaleKeyRing               503  key-ring-stale (key file behind the zone's published ring)
     ├── ConfigurationError         500  configuration (start-up only)
     │   └── SchemaVersionMismatch  500  schema-version
+    │       └── AppliedMigrationChanged 500  migration-changed (an applied file edited or missing)
     └── IdentityUnreadable         500  identity-unreadable (gateway.privacy.envelope)
 """
 
@@ -171,3 +172,10 @@ class ConfigurationError(GatewayError):
 
 class SchemaVersionMismatch(ConfigurationError):
     code = "schema-version"
+
+
+class AppliedMigrationChanged(SchemaVersionMismatch):
+    """A migration recorded as applied whose file this gateway ships with other bytes, or not
+    at all: the database was not built by the SQL this code was written against."""
+
+    code = "migration-changed"

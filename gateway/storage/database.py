@@ -272,7 +272,7 @@ async def migrate_database(
     """Apply pending migrations (up to `up_to`); with `grant_to`, then give that role what the
     gateway needs."""
     async with admin_connection(dsn, zone=zone) as conn:
-        applied = await schema.migrate(conn, up_to=up_to)
+        applied = await schema.migrate(conn, zone=zone, up_to=up_to)
         if grant_to is not None:
             await schema.grant_gateway_role(conn, grant_to)
         return applied
