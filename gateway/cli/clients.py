@@ -1,6 +1,8 @@
-"""`wearable-gateway clients keygen` and `wearable-gateway token`: what a clinic's or a research
+"""`wearable-gateway clients add|revoke`: the operator registers a SMART Backend Services client
+(its public JWKS, role and scopes) or revokes it with its access tokens (services/smart.py).
+
+`wearable-gateway clients keygen` and `wearable-gateway token`: what a clinic's or a research
 team's backend does to get a SMART Backend Services access token, as commands a person can run.
-Kept beside `cli.py`, which registers them.
 
 `token` is a client of the HTTP API, not of the databases: it discovers the token endpoint
 (SMART App Launch 2.x §"Discovery", `/.well-known/smart-configuration`), signs a client
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +22,7 @@ from typing import Any
 
 import aiohttp
 
+from gateway.cli.zones import open_zones, settings_of
 from gateway.errors import GatewayError
 from gateway.privacy.client_keys import (
     ALGORITHMS,
@@ -27,12 +31,56 @@ from gateway.privacy.client_keys import (
     load_client_key,
     sign_client_assertion,
 )
-from gateway.services.smart import CLIENT_CREDENTIALS, JWT_BEARER
+from gateway.services.smart import (
+    CLIENT_CREDENTIALS,
+    JWT_BEARER,
+    ROLES,
+    register_client,
+    revoke_client,
+)
 from gateway.settings import load_settings
 
 DEFAULT_SCOPE = "system/*.rs"
 _TIMEOUT = aiohttp.ClientTimeout(total=30)
 _MAX_ERROR_CHARS = 200
+
+
+def cmd_clients_add(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    try:
+        jwks = json.loads(args.jwks.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise GatewayError(f"cannot read a JWKS (JSON) from {args.jwks}") from exc
+
+    async def run() -> int:
+        async with open_zones(settings) as zones:
+            client_id = await register_client(
+                zones,
+                zone=args.zone,
+                site=args.site,
+                role=args.role,
+                jwks=jwks,
+                scopes=args.scopes.split(),
+            )
+        print(f"SMART backend client for {args.site} ({args.role}) in zone {args.zone}.")
+        print("Its client_id (the iss and sub of its assertions; not a secret):")
+        print(client_id)
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_clients_revoke(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+
+    async def run() -> int:
+        async with open_zones(settings) as zones:
+            revoked = await revoke_client(zones, zone=args.zone, client_id=args.client_id)
+        outcome = "revoked, with its access tokens" if revoked else "not found or already revoked"
+        print(f"client {args.client_id}: {outcome}")
+        return 0 if revoked else 1
+
+    return asyncio.run(run())
 
 
 def cmd_clients_keygen(args: argparse.Namespace) -> int:
@@ -112,7 +160,25 @@ def _refusal(status: int, answer: dict[str, Any]) -> str:
     return text
 
 
-def add_client_keygen_command(clients: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    clients = sub.add_parser(
+        "clients", help="SMART Backend Services clients (clinics, research teams)"
+    ).add_subparsers(dest="clients", required=True)
+    client_add = clients.add_parser("add", help="register a client's public keys and scopes")
+    client_add.add_argument("--zone", required=True)
+    client_add.add_argument("--site", required=True, help="the site id, e.g. hainan-general")
+    client_add.add_argument("--role", required=True, choices=ROLES)
+    client_add.add_argument(
+        "--jwks", required=True, type=Path, help="JSON file of the client's public keys (JWKS)"
+    )
+    client_add.add_argument(
+        "--scopes", required=True, help='space-separated, e.g. "system/Observation.rs"'
+    )
+    client_add.set_defaults(func=cmd_clients_add)
+    client_revoke = clients.add_parser("revoke", help="revoke a client and its access tokens")
+    client_revoke.add_argument("--zone", required=True)
+    client_revoke.add_argument("--client-id", required=True)
+    client_revoke.set_defaults(func=cmd_clients_revoke)
     keygen = clients.add_parser(
         "keygen", help="make a client's signing key pair: PREFIX.pem (private), PREFIX.jwks.json"
     )
@@ -120,8 +186,6 @@ def add_client_keygen_command(clients: argparse._SubParsersAction[argparse.Argum
     keygen.add_argument("--alg", choices=ALGORITHMS, default="ES384")
     keygen.set_defaults(func=cmd_clients_keygen)
 
-
-def add_token_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     token = sub.add_parser(
         "token", help="get a SMART access token for a client (printed alone on stdout)"
     )

@@ -1,37 +1,19 @@
 """`wearable-gateway subjects consent|erase` and `wearable-gateway residency report` (issue 6).
-Kept beside `cli.py`, which registers them; operators act as the `operator` role, for any site."""
+Operators act as the `operator` role, for any site."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TypeVar
 
-from gateway.app import load_keyrings, open_zones
+from gateway.cli.zones import open_zones, settings_of
 from gateway.services.auth import OPERATOR
 from gateway.services.consent import change_consent
-from gateway.services.erase import ErasureReason, erase
+from gateway.services.erase import Erasure, ErasureReason, erase
 from gateway.services.zones import ZoneDirectory
-from gateway.settings import load_settings
 
-T = TypeVar("T")
 _YES_NO = {"yes": True, "no": False}
-
-
-def _with_zones(args: argparse.Namespace, use: Callable[[ZoneDirectory], Awaitable[T]]) -> T:
-    settings = load_settings(config_path=args.config)
-
-    async def run() -> T:
-        zones = await open_zones(settings, load_keyrings(settings))
-        try:
-            return await use(zones)
-        finally:
-            for zone in zones.values():
-                await zone.db.close()
-
-    return asyncio.run(run())
 
 
 def _erasure_reason(value: str) -> ErasureReason:
@@ -47,38 +29,44 @@ def _erasure_reason(value: str) -> ErasureReason:
 def cmd_subjects_consent(args: argparse.Namespace) -> int:
     research = None if args.research is None else _YES_NO[args.research]
     cross_border = None if args.cross_border is None else _YES_NO[args.cross_border]
-    changed = _with_zones(
-        args,
-        lambda zones: change_consent(
-            zones,
-            zone=args.zone,
-            site=None,
-            actor=OPERATOR,
-            pseudonym=args.pseudonym,
-            research=research,
-            cross_border=cross_border,
-        ),
-    )
-    print(
-        f"subject {args.pseudonym} in zone {args.zone}: research consent "
-        f"{'yes' if changed.research else 'no'}, cross-border consent "
-        f"{'yes' if changed.cross_border else 'no'} (recorded {changed.changed_at.isoformat()})"
-    )
+    settings = settings_of(args)
+
+    async def run() -> None:
+        async with open_zones(settings) as zones:
+            changed = await change_consent(
+                zones,
+                zone=args.zone,
+                site=None,
+                actor=OPERATOR,
+                pseudonym=args.pseudonym,
+                research=research,
+                cross_border=cross_border,
+            )
+        print(
+            f"subject {args.pseudonym} in zone {args.zone}: research consent "
+            f"{'yes' if changed.research else 'no'}, cross-border consent "
+            f"{'yes' if changed.cross_border else 'no'} (recorded {changed.changed_at.isoformat()})"
+        )
+
+    asyncio.run(run())
     return 0
 
 
 def cmd_subjects_erase(args: argparse.Namespace) -> int:
-    erased = _with_zones(
-        args,
-        lambda zones: erase(
-            zones,
-            zone=args.zone,
-            site=None,
-            actor=OPERATOR,
-            pseudonym=args.pseudonym,
-            reason=args.reason,
-        ),
-    )
+    settings = settings_of(args)
+
+    async def run() -> Erasure:
+        async with open_zones(settings) as zones:
+            return await erase(
+                zones,
+                zone=args.zone,
+                site=None,
+                actor=OPERATOR,
+                pseudonym=args.pseudonym,
+                reason=args.reason,
+            )
+
+    erased = asyncio.run(run())
     rows = ", ".join(f"{table} {count}" for table, count in sorted(erased.removed.items()))
     state = "already erased" if erased.already_erased else "erased"
     print(f"subject {args.pseudonym} in zone {args.zone}: {state}; rows deleted: {rows or 'none'}")
@@ -86,6 +74,7 @@ def cmd_subjects_erase(args: argparse.Namespace) -> int:
 
 
 def cmd_residency_report(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
     now = datetime.now(UTC)
     since = datetime(now.year, 1, 1, tzinfo=UTC)
     year_start = since.date().isoformat()
@@ -116,10 +105,14 @@ def cmd_residency_report(args: argparse.Namespace) -> int:
                 print("  residency check: ok, every row belongs to a subject of this zone")
         return 1 if offending else 0
 
-    return _with_zones(args, report)
+    async def run() -> int:
+        async with open_zones(settings) as zones:
+            return await report(zones)
+
+    return asyncio.run(run())
 
 
-def add_lifecycle_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     subjects = sub.add_parser("subjects", help="consent changes and erasure").add_subparsers(
         dest="subjects", required=True
     )
