@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aiohttp
 import asyncpg
@@ -507,7 +507,13 @@ class SilentProxy:
 
     def __init__(self, upstream_dsn: str) -> None:
         parts = urlsplit(upstream_dsn)
-        self._upstream = (parts.hostname or "127.0.0.1", parts.port or 5432)
+        port = parts.port or 5432
+        # The embedded server (pgserver) listens on a unix socket only, named by the URL's
+        # `host` query parameter (a folder): the proxy reaches it there, clients reach the proxy
+        # over loopback TCP.
+        folder = dict(parse_qsl(parts.query)).get("host", "")
+        self._socket_path = f"{folder}/.s.PGSQL.{port}" if folder.startswith("/") else None
+        self._upstream = (parts.hostname or "127.0.0.1", port)
         self._flowing = asyncio.Event()
         self._flowing.set()
         self._server: asyncio.Server | None = None
@@ -542,7 +548,9 @@ class SilentProxy:
             if parts.username
             else f"127.0.0.1:{self.port}"
         )
-        return parts._replace(netloc=netloc).geturl()
+        # Without the socket folder, the client connects to the proxy's loopback port.
+        query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "host"])
+        return parts._replace(netloc=netloc, query=query).geturl()
 
     def silence(self) -> None:
         self._flowing.clear()
@@ -568,7 +576,10 @@ class SilentProxy:
         self._tasks.add(task)
         self._writers.add(client_w)
         try:
-            server_r, server_w = await asyncio.open_connection(*self._upstream)
+            if self._socket_path is not None:
+                server_r, server_w = await asyncio.open_unix_connection(self._socket_path)
+            else:
+                server_r, server_w = await asyncio.open_connection(*self._upstream)
         except OSError:
             client_w.close()
             self._tasks.discard(task)
