@@ -55,13 +55,13 @@ from gateway.models import (
     Sex,
 )
 from gateway.privacy import Pseudonymiser, ZoneKeyRing
+from gateway.runtime.zones import Zone, ZoneDirectory
 from gateway.services.clinics import Clinic
-from gateway.services.enrol import enrol
 from gateway.services.exports.runner import ExportRunner
-from gateway.services.zones import Zone, ZoneDirectory
+from gateway.services.subjects import enrol
 from gateway.storage import ZoneDatabase, ensure_database, migrate_database
 from gateway.storage.database import admin_connection
-from gateway.storage.exports import StoredStudy
+from gateway.storage.studies import StoredStudy
 
 ZONE = "cn"
 SITE = "bench-site"

@@ -61,7 +61,7 @@ from gateway.fhir import build_observation
 from gateway.measures.normalise import normalise
 from gateway.models import IngestContext, ObservationRow, ParseRejection, Reading
 from gateway.privacy import Pseudonymiser, ZoneKeyRing
-from gateway.services.auth import add_credential
+from gateway.services.credentials import add_credential
 from gateway.services.smart import JWT_BEARER, register_client
 from gateway.settings import Settings, ZoneSettings
 from gateway.storage import ZoneDatabase, ensure_database, migrate_database

@@ -79,8 +79,8 @@ from gateway.privacy import ZoneKeyRing
 from gateway.services.maintenance import cluster_settled_partitions
 from gateway.storage import ZoneDatabase
 from gateway.storage.database import admin_connection
+from gateway.storage.fhir_search import LOINC, FhirSearchStore
 from gateway.storage.maintenance import open_maintenance
-from gateway.storage.search import LOINC, FhirSearchStore
 
 TARGET_P99_MS = 20.0
 SPAN = timedelta(days=730)  # ~2 years of readings: ~24 monthly partitions

@@ -13,10 +13,10 @@ from gateway.logs import event
 from gateway.metrics import GatewayMetrics
 from gateway.privacy import ZoneKeyRing
 from gateway.privacy.provider import FileKeyProvider, KeyProvider
+from gateway.runtime.key_ring import Instance, KeyRingWatch
+from gateway.runtime.zones import Zone, ZoneDirectory
 from gateway.services.exports.workers import ExportWorkers
-from gateway.services.key_ring import Instance, KeyRingWatch
 from gateway.services.key_rotation import check_keys_cover_data
-from gateway.services.zones import Zone, ZoneDirectory
 from gateway.settings import Settings, ZoneSettings
 from gateway.storage import WriterSettings, ZoneDatabase
 from gateway.web.keys import ADAPTERS, EXPORT_WORKERS, METRICS, RATE_LIMITS, SETTINGS, ZONES
@@ -52,7 +52,7 @@ async def open_zones(
     """Connect to each zone and check its key ring against the data and against the ring the
     zone has published (a ring behind it does not open; one ahead of it is published). With
     `providers`, a zone's ring can later be reloaded from its key file; with `instance`, this
-    process registers as a live gateway of each zone (services/key_ring.py)."""
+    process registers as a live gateway of each zone (runtime/key_ring.py)."""
     writer = WriterSettings(
         max_batch_rows=settings.write_batch_rows,
         max_wait_seconds=settings.write_max_wait_seconds,

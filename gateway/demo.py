@@ -23,7 +23,7 @@ from gateway.app import create_app, load_keyrings, open_zones
 from gateway.logs import configure_logging
 from gateway.privacy import ZoneKeyRing
 from gateway.privacy.provider import FileKeyProvider
-from gateway.services.auth import add_credential
+from gateway.services.credentials import add_credential
 from gateway.settings import Settings, ZoneSettings
 from gateway.storage import ensure_database, migrate_database
 from gateway.web.server import listen, run_until_signalled, serving

@@ -94,7 +94,7 @@ class Settings:
     header_timeout_seconds: float = 75.0
     request_timeout_seconds: float = 60.0
     export_timeout_seconds: float = 3600.0
-    # Key rotation across processes (gateway/services/key_ring.py): how often a serving process
+    # Key rotation across processes (gateway/runtime/key_ring.py): how often a serving process
     # checks the zone's published key ring (besides LISTEN/NOTIFY) and renews its lease, and how
     # long that lease lasts. `keys retire` waits for every unexpired lease to show the new ring;
     # a crashed gateway holds it back for at most key_lease_seconds.

@@ -29,7 +29,7 @@ from hypothesis import settings
 
 from gateway.app import create_app
 from gateway.privacy import ZoneKeyRing
-from gateway.services.auth import add_credential
+from gateway.services.credentials import add_credential
 from gateway.settings import Settings, ZoneSettings
 from gateway.storage import dsn_with_database, migrate_database
 from gateway.storage.testing import reset_for_tests

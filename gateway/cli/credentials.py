@@ -1,5 +1,5 @@
 """`wearable-gateway vendors add`, `clinics add` and `credentials revoke`: API keys, one zone each
-(services/auth.py). A key is printed once and never stored in the clear."""
+(services/credentials.py). A key is printed once and never stored in the clear."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import asyncio
 
 from gateway.cli.zones import open_zones, settings_of
-from gateway.services.auth import add_credential, revoke_credential
+from gateway.services.credentials import add_credential, revoke_credential
 
 
 def _credential_command(kind: str) -> object:

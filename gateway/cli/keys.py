@@ -13,6 +13,7 @@ from gateway.cli.zones import configured_zone, open_key_zone, settings_of
 from gateway.errors import GatewayError
 from gateway.privacy import KeyPurpose, ZoneKeyRing
 from gateway.privacy.provider import FileKeyProvider
+from gateway.runtime.zones import Zone
 from gateway.services.key_rotation import (
     DEFAULT_BATCH,
     ROTATABLE,
@@ -25,7 +26,6 @@ from gateway.services.key_rotation import (
     retire_kek_version,
     rewrap_data_keys,
 )
-from gateway.services.zones import Zone
 from gateway.settings import load_settings
 
 

@@ -8,10 +8,10 @@ import asyncio
 from datetime import UTC, datetime
 
 from gateway.cli.zones import open_zones, settings_of
-from gateway.services.auth import OPERATOR
-from gateway.services.consent import change_consent
+from gateway.runtime.zones import ZoneDirectory
+from gateway.services.credentials import OPERATOR
 from gateway.services.erase import Erasure, ErasureReason, erase
-from gateway.services.zones import ZoneDirectory
+from gateway.services.subjects import change_consent
 
 _YES_NO = {"yes": True, "no": False}
 

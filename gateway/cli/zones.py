@@ -10,8 +10,8 @@ from contextlib import asynccontextmanager
 from gateway import app
 from gateway.errors import GatewayError
 from gateway.privacy import ZoneKeyRing
+from gateway.runtime.zones import Zone, ZoneDirectory
 from gateway.services.key_rotation import check_keys_cover_data
-from gateway.services.zones import Zone, ZoneDirectory
 from gateway.settings import Settings, load_settings
 from gateway.storage import ZoneDatabase
 

@@ -161,6 +161,6 @@ _TESTS: Final[Mapping[Prefix, Callable[[datetime, datetime, datetime, datetime],
 
 def matches(condition: DateCondition, start: datetime, end: datetime | None) -> bool:
     """Whether a resource range [start, end or start] meets `condition` (the table above).
-    The SQL in `gateway.storage.search` states the same predicates; tests compare both."""
+    The SQL in `gateway.storage.fhir_search` states the same predicates; tests compare both."""
     test = _TESTS[condition.prefix]
     return test(condition.range.low, condition.range.high, start, end or start)

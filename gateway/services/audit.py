@@ -18,7 +18,7 @@ import orjson
 
 from gateway.models import ZoneSubject
 from gateway.privacy.audit_chain import GENESIS_MAC, AuditEntry, check_detail
-from gateway.services.zones import Zone
+from gateway.runtime.zones import Zone
 from gateway.storage.audit import AuditDraft, ChainLink, StoredAuditEvent
 
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from gateway.models import IngestContext, Outcome, ParsedItem
+from gateway.runtime.zones import ZoneDirectory
 from gateway.services.ingest import ingest
-from gateway.services.zones import ZoneDirectory
 
 
 @dataclass

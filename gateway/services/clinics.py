@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from gateway.errors import Forbidden
 from gateway.privacy.tokens import parse_access_token
-from gateway.services.auth import authenticate, bearer_token
+from gateway.runtime.zones import ZoneDirectory
+from gateway.services.credentials import authenticate, bearer_token
 from gateway.services.smart import Permission, authenticate_access_token
-from gateway.services.zones import ZoneDirectory
 
 
 @dataclass(frozen=True, slots=True)

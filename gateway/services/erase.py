@@ -37,8 +37,8 @@ from enum import StrEnum
 
 from gateway.errors import NotFound
 from gateway.models import ZoneSubject
+from gateway.runtime.zones import Zone, ZoneDirectory
 from gateway.services.audit import AuditAction, AuditOutcome, record
-from gateway.services.zones import Zone, ZoneDirectory
 
 
 class ErasureReason(StrEnum):

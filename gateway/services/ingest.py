@@ -33,7 +33,7 @@ from gateway.models import (
     RejectionCode,
 )
 from gateway.residency import declared_zone_rejection, found_in_zone
-from gateway.services.zones import Zone, ZoneDirectory
+from gateway.runtime.zones import Zone, ZoneDirectory
 from gateway.storage import is_unavailable
 
 _UNKNOWN_SUBJECT = Rejection(

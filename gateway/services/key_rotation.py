@@ -8,7 +8,7 @@ What rotating each purpose does (README "Key management"):
   version makes NEW values only (new enrolments, new studies, new audit records, new cursors);
   every older version stays in the ring, so older values keep verifying or matching.
 - `kek` versions can then be retired (`retire_kek_version`): once no data key is wrapped under an
-  old version and every running gateway has reloaded the new ring (services/key_ring.py),
+  old version and every running gateway has reloaded the new ring (runtime/key_ring.py),
   destroying it makes every older backup of `subject_keys` unopenable, which is what
   turns an erasure into crypto-shredding for backups too (README "Key management").
 - `dedup` and `device-pseudonym` are not rotatable: they are recomputed from every incoming
@@ -25,10 +25,10 @@ from typing import Final
 from gateway.errors import ConfigurationError
 from gateway.privacy import IdentityVault, KeyPurpose, ZoneKeyRing
 from gateway.privacy.provider import KeyProvider
+from gateway.runtime.key_ring import published
+from gateway.runtime.zones import Zone
 from gateway.services.audit import AuditAction, AuditOutcome, record
-from gateway.services.auth import OPERATOR
-from gateway.services.key_ring import published
-from gateway.services.zones import Zone
+from gateway.services.credentials import OPERATOR
 from gateway.storage import ZoneDatabase
 from gateway.storage.key_ring import LiveInstance
 from gateway.storage.subjects import WrappedKey

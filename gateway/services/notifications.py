@@ -21,8 +21,8 @@ from typing import Final
 from gateway.adapters.withings import WITHINGS_USER_SYSTEM
 from gateway.errors import BadRequest
 from gateway.models import Identifier
-from gateway.services.auth import Principal
-from gateway.services.zones import ZoneDirectory
+from gateway.runtime.zones import ZoneDirectory
+from gateway.services.credentials import Principal
 
 
 class NotificationOutcome(StrEnum):

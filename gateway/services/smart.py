@@ -40,7 +40,7 @@ from gateway.privacy.tokens import (
     parse_client_id,
     verify_client_assertion,
 )
-from gateway.services.zones import ZoneDirectory
+from gateway.runtime.zones import ZoneDirectory
 from gateway.storage.smart import ClientRole
 
 CLIENT_CREDENTIALS: Final = "client_credentials"

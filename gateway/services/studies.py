@@ -21,8 +21,8 @@ from gateway.residency.export_policy import (
     is_cross_border,
     mechanism_problem,
 )
-from gateway.services.zones import ZoneDirectory
-from gateway.storage.exports import StoredStudy, StudyExists
+from gateway.runtime.zones import ZoneDirectory
+from gateway.storage.studies import StoredStudy, StudyExists
 
 # A FHIR id (R4 §2.24.0.1) without underscores, so it can sit in a URL path unescaped.
 STUDY_ID: Final = re.compile(r"[A-Za-z0-9.-]{1,64}")

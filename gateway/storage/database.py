@@ -17,14 +17,16 @@ from gateway.storage import schema
 from gateway.storage.audit import AuditStore
 from gateway.storage.credentials import CredentialStore
 from gateway.storage.dead_letters import DeadLetterStore
-from gateway.storage.exports import ExportJobStore, StudyStore
+from gateway.storage.devices import DeviceStore
+from gateway.storage.exports import ExportJobStore
+from gateway.storage.fhir_search import FhirSearchStore
 from gateway.storage.key_ring import KeyRingListener, KeyRingStore
 from gateway.storage.notifications import NotificationStore
 from gateway.storage.observations import ObservationStore
 from gateway.storage.pool import ZonePool
 from gateway.storage.residency import ResidencyStore
-from gateway.storage.search import DeviceStore, FhirSearchStore
 from gateway.storage.smart import SmartClientStore
+from gateway.storage.studies import StudyStore
 from gateway.storage.subjects import SubjectStore
 from gateway.storage.writer import BatchObserver, GroupCommitWriter, WriterSettings
 
@@ -131,7 +133,7 @@ class ZoneDatabase:
         self.credentials = CredentialStore(pool)
         self.dead_letters = DeadLetterStore(pool)
         self.smart = SmartClientStore(pool)
-        self.search = FhirSearchStore(pool)  # FHIR reads and searches (issue 4)
+        self.fhir_search = FhirSearchStore(pool)  # FHIR reads and searches (issue 4)
         self.devices = DeviceStore(pool)
         self.notifications = NotificationStore(pool)
         self.audit = AuditStore(pool)

@@ -1,11 +1,11 @@
-"""Studies, export jobs and their output files (migration 0007), and the streaming reads an export
-makes of subjects and observations."""
+"""Export jobs and their output files (migration 0007), and the streaming reads an export makes
+of subjects and observations. The studies they export are `storage/studies.py`."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Final
 
 import asyncpg
@@ -14,31 +14,6 @@ from gateway.storage.pool import ZonePool
 
 # Rows per round trip of the export's server-side cursor: bounded memory at any table size.
 _PREFETCH: Final = 1000
-
-
-class StudyExists(Exception):
-    """A study with this id is already registered in the zone."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoredStudy:
-    id: str
-    zone: str
-    title: str
-    ethics_ref: str
-    recipient_org: str
-    recipient_country: str
-    measures: tuple[str, ...]
-    shift_days: int
-    keep_weekday: bool
-    resolution: str
-    k: int
-    expires_on: date
-    transfer_kind: str | None
-    transfer_reference: str | None
-    transfer_tia: str | None
-    transfer_expires_on: date | None
-    researcher_clients: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,60 +53,12 @@ class ExportSubject:
     enrolled_at: datetime
 
 
-_STUDY_COLUMNS: Final = """id, zone, title, ethics_ref, recipient_org, recipient_country, measures,
-    shift_days, keep_weekday, resolution, k, expires_on, transfer_kind, transfer_reference,
-    transfer_tia, transfer_expires_on, researcher_clients"""
 _JOB_COLUMNS: Final = """id, study, client, state, request, transaction_time, progress, manifest,
     error, expires_at"""
 
 
-def _study(row: asyncpg.Record) -> StoredStudy:
-    values = dict(row)
-    values["measures"] = tuple(values["measures"])
-    values["researcher_clients"] = tuple(values["researcher_clients"])
-    return StoredStudy(**values)
-
-
 def _job(row: asyncpg.Record) -> StoredJob:
     return StoredJob(**dict(row))
-
-
-class StudyStore:
-    def __init__(self, pool: ZonePool) -> None:
-        self._pool = pool
-
-    async def add(self, study: StoredStudy) -> None:
-        try:
-            await self._pool.execute(
-                f"INSERT INTO studies ({_STUDY_COLUMNS}) VALUES "  # noqa: S608 - fixed columns
-                "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-                study.id,
-                study.zone,
-                study.title,
-                study.ethics_ref,
-                study.recipient_org,
-                study.recipient_country,
-                list(study.measures),
-                study.shift_days,
-                study.keep_weekday,
-                study.resolution,
-                study.k,
-                study.expires_on,
-                study.transfer_kind,
-                study.transfer_reference,
-                study.transfer_tia,
-                study.transfer_expires_on,
-                list(study.researcher_clients),
-            )
-        except asyncpg.UniqueViolationError as exc:
-            raise StudyExists(study.id) from exc
-
-    async def get(self, study_id: str) -> StoredStudy | None:
-        row = await self._pool.fetchrow(
-            f"SELECT {_STUDY_COLUMNS} FROM studies WHERE id = $1",  # noqa: S608 - fixed columns
-            study_id,
-        )
-        return _study(row) if row else None
 
 
 class ExportJobStore:

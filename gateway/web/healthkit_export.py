@@ -20,8 +20,8 @@ from gateway.adapters.healthkit.export import CHUNK_BYTES, ExportStream
 from gateway.errors import GatewayError, UnsupportedMediaType
 from gateway.logs import event
 from gateway.models import Identifier, IngestContext, Outcome, ParsedItem
-from gateway.services.auth import authenticate
 from gateway.services.bulk_ingest import BulkTally, ingest_batches
+from gateway.services.credentials import authenticate
 from gateway.web.body import stream_body
 from gateway.web.keys import METRICS, SETTINGS, ZONES
 from gateway.web.middleware import request_id

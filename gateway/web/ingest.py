@@ -8,7 +8,7 @@ from aiohttp import web
 
 from gateway.errors import NotFound, UnsupportedMediaType
 from gateway.models import IngestContext, Outcome
-from gateway.services.auth import authenticate
+from gateway.services.credentials import authenticate
 from gateway.services.ingest import IngestResult, ingest
 from gateway.web.body import read_body
 from gateway.web.keys import ADAPTERS, METRICS, SETTINGS, ZONES

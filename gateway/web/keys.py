@@ -9,8 +9,8 @@ from aiohttp import web
 
 from gateway.adapters.base import Adapter
 from gateway.metrics import GatewayMetrics
+from gateway.runtime.zones import ZoneDirectory
 from gateway.services.exports.workers import ExportWorkers
-from gateway.services.zones import ZoneDirectory
 from gateway.settings import Settings
 
 if TYPE_CHECKING:  # gateway.web.ratelimit reads its AppKey from here

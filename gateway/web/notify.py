@@ -18,7 +18,7 @@ from aiohttp import web
 
 from gateway.errors import BadRequest, UnsupportedMediaType
 from gateway.logs import event
-from gateway.services.auth import Principal, authenticate
+from gateway.services.credentials import Principal, authenticate
 from gateway.services.notifications import (
     WITHINGS_APPLI,
     NotificationOutcome,

@@ -12,9 +12,9 @@ from aiohttp import web
 from gateway.errors import BadRequest, InvalidJSON, UnsupportedMediaType
 from gateway.logs import event
 from gateway.services.clinics import Clinic, authenticate_clinic
-from gateway.services.consent import change_consent
 from gateway.services.erase import ErasureReason, erase
 from gateway.services.smart import Permission
+from gateway.services.subjects import change_consent
 from gateway.web.body import read_body
 from gateway.web.keys import ZONES
 from gateway.web.middleware import request_id

@@ -16,7 +16,7 @@ from gateway.lexical import is_fhir_string
 from gateway.logs import event
 from gateway.models import Consent, Enrolment, Identifier, Sex
 from gateway.services.clinics import authenticate_clinic
-from gateway.services.enrol import enrol
+from gateway.services.subjects import enrol
 from gateway.web.body import read_body
 from gateway.web.keys import METRICS, ZONES
 from gateway.web.middleware import request_id

@@ -32,7 +32,7 @@ import orjson
 
 from gateway.app import load_keyrings, open_zones
 from gateway.privacy import ZoneKeyRing
-from gateway.services.auth import add_credential
+from gateway.services.credentials import add_credential
 from gateway.settings import Settings, ZoneSettings
 from tests.conftest import MRN, SITE
 from tests.helpers import CN_TZ

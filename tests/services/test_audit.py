@@ -14,8 +14,8 @@ from fhir.resources.R4B.auditevent import AuditEvent
 from gateway.models import ZoneSubject
 from gateway.privacy import KeyPurpose, ZoneKeyRing
 from gateway.privacy.audit_chain import AuditChain, AuditEntry, InvalidAuditDetail
+from gateway.runtime.zones import Zone
 from gateway.services.audit import AuditAction, AuditOutcome, export_fhir, record, verify
-from gateway.services.zones import Zone
 from gateway.storage import ZoneDatabase
 from tests.conftest import MRN, Gateway
 from tests.test_leaks import CANARIES

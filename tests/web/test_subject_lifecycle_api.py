@@ -72,7 +72,7 @@ async def test_another_sites_clinic_gets_404_like_a_missing_subject(gateway: Gat
 
 
 async def _other_site_clinic(gateway: Gateway) -> str:
-    from gateway.services.auth import add_credential
+    from gateway.services.credentials import add_credential
 
     issued = await add_credential(
         gateway.client.app[ZONES], zone="cn", kind="clinic", owner="another-site"

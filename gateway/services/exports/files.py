@@ -18,9 +18,9 @@ from datetime import datetime
 from typing import Final
 
 from gateway.errors import NotFound
+from gateway.runtime.zones import Zone, ZoneDirectory
 from gateway.services.exports.kickoff import own_job
 from gateway.services.smart import ClientPrincipal
-from gateway.services.zones import Zone, ZoneDirectory
 from gateway.storage.exports import StoredFile
 
 CHUNK_BYTES: Final = 1 << 20

@@ -38,10 +38,11 @@ from gateway.residency.export_policy import (
     TransferMechanism,
     decide_export,
 )
+from gateway.runtime.zones import Zone, ZoneDirectory
 from gateway.services.audit import AuditAction, AuditOutcome, record
 from gateway.services.smart import ClientPrincipal, Permission
-from gateway.services.zones import Zone, ZoneDirectory
-from gateway.storage.exports import ExportSubject, StoredJob, StoredStudy
+from gateway.storage.exports import ExportSubject, StoredJob
+from gateway.storage.studies import StoredStudy
 
 log = logging.getLogger("gateway.export")
 

@@ -53,11 +53,12 @@ from gateway.residency.export_policy import (
     ExportDecision,
     decide_export,
 )
+from gateway.runtime.zones import Zone
 from gateway.services.audit import AuditAction, AuditOutcome, record
 from gateway.services.exports.files import CSV_COLUMNS, FileWriter, csv_line, csv_row
 from gateway.services.exports.kickoff import consents_of, study_terms
-from gateway.services.zones import Zone
-from gateway.storage.exports import ExportSubject, StoredFile, StoredJob, StoredStudy
+from gateway.storage.exports import ExportSubject, StoredFile, StoredJob
+from gateway.storage.studies import StoredStudy
 
 log = logging.getLogger("gateway.export")
 

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from gateway.logs import event
+from gateway.runtime.zones import Zone, ZoneDirectory
 from gateway.services.exports.runner import ExportRunner, JobStopped
-from gateway.services.zones import Zone, ZoneDirectory
 from gateway.storage.exports import StoredJob
 
 log = logging.getLogger("gateway.export")

@@ -12,7 +12,7 @@ from aiohttp import web
 from gateway.errors import NotFound, UnsupportedMediaType
 from gateway.fhir.search import SearchRequest, parse_search
 from gateway.lexical import is_fhir_id
-from gateway.services.fhir_read import ReadResult
+from gateway.services.fhir.common import ReadResult
 from gateway.services.smart import ClientPrincipal, authenticate_access_token
 from gateway.web.body import read_form
 from gateway.web.fhir.outcome import fhir_response, negotiate

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.services import fhir_read
+from gateway.services.fhir import device
 from gateway.web.fhir.common import base_url, parse, principal, read_response, resource_id
 from gateway.web.fhir.outcome import fhir_response
 from gateway.web.keys import ZONES
@@ -12,14 +12,12 @@ from gateway.web.keys import ZONES
 
 async def read(request: web.Request) -> web.Response:
     client = await principal(request)
-    return read_response(
-        await fhir_read.read_device(request.app[ZONES], client, resource_id(request))
-    )
+    return read_response(await device.read_device(request.app[ZONES], client, resource_id(request)))
 
 
 async def search(request: web.Request) -> web.Response:
     client = await principal(request)
     query = await parse(request, "Device")
     return fhir_response(
-        await fhir_read.search_devices(request.app[ZONES], client, query, base=base_url(request))
+        await device.search_devices(request.app[ZONES], client, query, base=base_url(request))
     )

@@ -7,7 +7,7 @@ from aiohttp import web
 from gateway.errors import NotFound
 from gateway.fhir.search import InvalidSearch
 from gateway.lexical import ascii_int
-from gateway.services import fhir_read
+from gateway.services.fhir import observation
 from gateway.web.fhir.common import base_url, parse, principal, read_response, resource_id
 from gateway.web.fhir.outcome import fhir_response
 from gateway.web.keys import ZONES
@@ -15,13 +15,13 @@ from gateway.web.keys import ZONES
 
 async def read(request: web.Request) -> web.Response:
     client = await principal(request)
-    found = await fhir_read.read_observation(request.app[ZONES], client, resource_id(request))
+    found = await observation.read_observation(request.app[ZONES], client, resource_id(request))
     return read_response(found)
 
 
 async def history(request: web.Request) -> web.Response:
     client = await principal(request)
-    answer = await fhir_read.observation_history(
+    answer = await observation.observation_history(
         request.app[ZONES], client, resource_id(request), base=base_url(request)
     )
     return fhir_response(answer)
@@ -32,7 +32,7 @@ async def vread(request: web.Request) -> web.Response:
     version = ascii_int(request.match_info["vid"])
     if version is None:
         raise NotFound("no such Observation version")
-    answer = await fhir_read.read_observation_version(
+    answer = await observation.read_observation_version(
         request.app[ZONES], client, resource_id(request), version
     )
     return read_response(answer)
@@ -41,7 +41,7 @@ async def vread(request: web.Request) -> web.Response:
 async def search(request: web.Request) -> web.Response:
     client = await principal(request)
     query = await parse(request, "Observation")
-    bundle = await fhir_read.search_observations(
+    bundle = await observation.search_observations(
         request.app[ZONES], client, query, base=base_url(request)
     )
     return fhir_response(bundle)
@@ -54,7 +54,7 @@ async def last_n(request: web.Request) -> web.Response:
         raise InvalidSearch("max is a positive integer")
     # `max` is the operation's own parameter, not a search parameter: parse the rest.
     query = await parse(request, "Observation", operation_parameters=("max",))
-    bundle = await fhir_read.last_n(
+    bundle = await observation.last_n(
         request.app[ZONES], client, query, max_count, base=base_url(request)
     )
     return fhir_response(bundle)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.services import fhir_read
+from gateway.services.fhir import patient
 from gateway.web.fhir.common import base_url, parse, principal, read_response, resource_id
 from gateway.web.fhir.outcome import fhir_response
 from gateway.web.keys import ZONES
@@ -13,7 +13,7 @@ from gateway.web.keys import ZONES
 async def read(request: web.Request) -> web.Response:
     client = await principal(request)
     return read_response(
-        await fhir_read.read_patient(request.app[ZONES], client, resource_id(request))
+        await patient.read_patient(request.app[ZONES], client, resource_id(request))
     )
 
 
@@ -21,5 +21,5 @@ async def search(request: web.Request) -> web.Response:
     client = await principal(request)
     query = await parse(request, "Patient")
     return fhir_response(
-        await fhir_read.search_patients(request.app[ZONES], client, query, base=base_url(request))
+        await patient.search_patients(request.app[ZONES], client, query, base=base_url(request))
     )

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.services.auth import add_credential
+from gateway.services.credentials import add_credential
 from gateway.web.keys import ZONES
 from tests.conftest import MRN, SITE, Gateway
 from tests.helpers import fetch, reading

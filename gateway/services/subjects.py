@@ -1,19 +1,28 @@
-"""Enrolment: a clinic registers a subject in the subject's home zone. No enrolment, no
-processing: readings are accepted only for enrolled subjects."""
+"""Subjects (`web/subjects.py`, `web/subject_lifecycle.py` -> here -> `storage/subjects.py`):
+
+- enrolment: a clinic registers a subject in the subject's home zone. No enrolment, no
+  processing: readings are accepted only for enrolled subjects.
+- consent changes (issue 6): a clinic (or an operator) changes a subject's research or
+  cross-border consent. Exports read `subjects.research_consent` / `cross_border_consent` at
+  export time, so a withdrawal takes effect on the next export; readings keep being accepted for
+  clinical use until the subject is erased.
+
+Erasure, a resumable use case of its own, is `services/erase.py`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.errors import AlreadyEnrolled, BadRequest, Forbidden, StaleKeyRing
+from gateway.errors import AlreadyEnrolled, BadRequest, Forbidden, NotFound, StaleKeyRing
 from gateway.models import Enrolment, ZoneSubject
 from gateway.privacy.pseudonyms import new_enrolment_id
 from gateway.residency import enrolment_zone_error
+from gateway.runtime.zones import Zone, ZoneDirectory
 from gateway.services.audit import AuditAction, AuditOutcome, record
 from gateway.services.clinics import Clinic
-from gateway.services.zones import Zone, ZoneDirectory
 from gateway.storage import StoredSubject
+from gateway.storage.subjects import ConsentChange
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,3 +105,43 @@ async def enrol(zones: ZoneDirectory, clinic: Clinic, enrolment: Enrolment) -> E
         },
     )
     return Enrolled(zone=zone.name, pseudonym=pseudonym)
+
+
+async def change_consent(
+    zones: ZoneDirectory,
+    *,
+    zone: str,
+    site: str | None,
+    actor: str,
+    pseudonym: str,
+    research: bool | None,
+    cross_border: bool | None,
+) -> ConsentChange:
+    """`site`: the acting clinic's site (another site's subject is not found, exactly like a
+    missing one); None for an operator. The change and its history row commit together; the
+    audit record follows (who, when, the resulting flags)."""
+    if research is None and cross_border is None:
+        raise BadRequest("give research and/or cross_border")
+    target = zones.require(zone)
+    changed = await target.db.subjects.change_consent(
+        pseudonym, site=site, research=research, cross_border=cross_border, actor=actor
+    )
+    if changed is None:
+        raise NotFound("no such subject")
+    await record(
+        target,
+        action=AuditAction.CONSENT,
+        actor=actor,
+        subject=changed.subject,
+        outcome=AuditOutcome.SUCCESS,
+        detail={
+            "site": changed.site,
+            "consent": {"research": changed.research, "cross_border": changed.cross_border},
+            "changed": sorted(
+                name
+                for name, value in (("research", research), ("cross_border", cross_border))
+                if value is not None
+            ),
+        },
+    )
+    return changed

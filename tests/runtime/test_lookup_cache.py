@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway.services.cache import TTLCache
+from gateway.runtime.cache import TTLCache
 from gateway.web.keys import ZONES
 from tests.conftest import start_gateway
 from tests.helpers import reading

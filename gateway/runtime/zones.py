@@ -11,8 +11,8 @@ from gateway.privacy import IdentityVault, Pseudonymiser, ZoneKeyRing
 from gateway.privacy.audit_chain import AuditChain
 from gateway.privacy.cursors import CursorSigner
 from gateway.privacy.provider import KeyProvider
-from gateway.services.cache import DEFAULT_TTL_SECONDS, LookupCaches
-from gateway.services.key_ring import Instance, ZoneKeys
+from gateway.runtime.cache import DEFAULT_TTL_SECONDS, LookupCaches
+from gateway.runtime.key_ring import Instance, ZoneKeys
 from gateway.storage import ZoneDatabase
 
 

@@ -14,9 +14,9 @@ from gateway.app import load_keyrings, open_zones
 from gateway.errors import ConfigurationError, StaleKeyRing
 from gateway.privacy import KeyPurpose, SealedIdentity
 from gateway.privacy.provider import FileKeyProvider
-from gateway.services.key_ring import Instance, ZoneKeys
+from gateway.runtime.key_ring import Instance, ZoneKeys
+from gateway.runtime.zones import Zone
 from gateway.services.key_rotation import publish_rotation, retire_kek_version
-from gateway.services.zones import Zone
 from gateway.settings import Settings
 from gateway.storage import StoredSubject, ZoneDatabase
 from gateway.storage.key_ring import InstanceReport

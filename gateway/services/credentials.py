@@ -1,5 +1,7 @@
-"""API-key authentication for vendors and (until SMART tokens arrive) clinics. A key belongs to
-one zone; it is checked against that zone's credential table only."""
+"""Credentials: the API keys of vendors and (until every site has moved to SMART tokens) clinics,
+added, revoked and authenticated here; `privacy/credentials.py` makes and checks a key,
+`storage/credentials.py` keeps its hash. A key belongs to one zone; it is checked against that
+zone's credential table only."""
 
 from __future__ import annotations
 
@@ -7,8 +9,8 @@ from dataclasses import dataclass
 
 from gateway.errors import Forbidden, Unauthenticated
 from gateway.privacy import issue_api_key, parse_api_key, verify_secret
+from gateway.runtime.zones import ZoneDirectory
 from gateway.services.audit import AuditAction, AuditOutcome, record
-from gateway.services.zones import ZoneDirectory
 from gateway.storage import CredentialKind
 
 # Compared against when the key id is unknown, so an unknown id costs the same as a wrong secret.
