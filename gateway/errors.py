@@ -146,6 +146,23 @@ class ZoneUnavailable(GatewayError):
     code = "zone-unavailable"
 
 
+class DatabaseUnavailable(ZoneUnavailable):
+    """The zone's database stopped answering (connection lost or refused, server shutting down,
+    an operation past its deadline). gateway.storage raises it in place of the driver's error,
+    which stays its `__cause__`; nothing outside storage inspects driver exceptions."""
+
+
+class Overloaded(ZoneUnavailable):
+    """The zone's group-commit queue is full (gateway/storage/writer.py): refused at once
+    rather than letting memory grow."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, zone: str) -> None:
+        super().__init__(message)
+        self.zone = zone  # for the backpressure metric; zone names are not personal data
+
+
 class TableBusy(GatewayError):
     """An operator command could not lock a table within its timeout; nothing was changed."""
 
