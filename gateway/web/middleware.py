@@ -14,8 +14,8 @@ from aiohttp.typedefs import Handler
 
 from gateway.errors import DatabaseUnavailable, GatewayError, Overloaded, PayloadTooLarge
 from gateway.logs import event
+from gateway.web.appkeys import METRICS
 from gateway.web.fhir.outcome import as_operation_outcome
-from gateway.web.keys import METRICS
 from gateway.web.responses import error_response, json_response
 
 log = logging.getLogger("gateway.web")
