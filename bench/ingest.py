@@ -51,7 +51,7 @@ import pgserver
 import psutil
 
 # The benchmark plays a clinic's backend: the key pair is the clinic's, not the gateway's.
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: TID251
+from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from bench.load import MRN_SYSTEM, SITE, latency_summary, reading, subject_value

@@ -19,7 +19,7 @@ from gateway.services.exports.workers import ExportWorkers
 from gateway.services.key_rotation import check_keys_cover_data
 from gateway.settings import Settings, ZoneSettings
 from gateway.storage import WriterSettings, ZoneDatabase
-from gateway.web.keys import ADAPTERS, EXPORT_WORKERS, METRICS, RATE_LIMITS, SETTINGS, ZONES
+from gateway.web.appkeys import ADAPTERS, EXPORT_WORKERS, METRICS, RATE_LIMITS, SETTINGS, ZONES
 from gateway.web.middleware import observe
 from gateway.web.ratelimit import TokenBuckets
 from gateway.web.request_line import refuse_control_characters

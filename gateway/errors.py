@@ -1,13 +1,30 @@
 """The gateway's one error tree. The web layer renders each error from its `status` and `code`;
 nobody parses messages. Messages never carry identifiers, measured values or key material.
 
-    GatewayError
+Every `GatewayError` subclass is drawn here with its status and code. One that a single package
+raises may stay beside the code that raises it, drawn with its module (under `gateway.`) in
+brackets. tests/test_errors.py compares this drawing with the classes, both ways.
+
+    GatewayError                   500  internal-error
     ├── BadRequest                 400  invalid-body (and subclasses' own codes)
     │   ├── InvalidJSON            400  invalid-json
     │   ├── UndecodableBody        400  undecodable-body (corrupt content coding, body cut short)
-    │   └── ControlCharacter       400  control-character (in a path, query or form field)
+    │   ├── ControlCharacter       400  control-character (in a path, query or form field)
+    │   ├── TooManyReadings        400  too-many-readings [adapters.base]
+    │   ├── SubjectRequired        400  subject-required [adapters.healthkit.adapter]
+    │   ├── InvalidSearch          400  invalid-search [fhir.search]
+    │   │   ├── InvalidCursor      400  invalid-cursor [fhir.search]
+    │   │   └── UnsupportedSearchParameter 400  unsupported-search-parameter [fhir.search]
+    │   └── InvalidExportRequest   400  invalid-export-request [fhir.bulk_parameters]
     ├── Unauthenticated            401  unauthenticated
     ├── Forbidden                  403  forbidden
+    │   └── ExportRefused          403  export-refused [services.exports.kickoff]
+    │       ├── StudyExpired       403  study-expired [services.exports.kickoff]
+    │       ├── MeasureNotInStudy  403  measure-not-in-study [services.exports.kickoff]
+    │       ├── TransferMechanismMissing 403  transfer-mechanism-missing [services.exports.kickoff]
+    │       ├── TransferMechanismExpired 403  transfer-mechanism-expired [services.exports.kickoff]
+    │       ├── NoResearchConsent  403  no-research-consent [services.exports.kickoff]
+    │       └── NoCrossBorderConsent 403  no-cross-border-consent [services.exports.kickoff]
     ├── NotFound                   404  not-found
     ├── NotAcceptable              406  not-acceptable (FHIR: Accept / _format not served)
     ├── RequestTimeout             408  request-timeout (the body did not arrive in time)
@@ -19,12 +36,20 @@ nobody parses messages. Messages never carry identifiers, measured values or key
     ├── ZoneNotServed              421  zone-not-served
     ├── RateLimited                429  rate-limited (with Retry-After)
     ├── ZoneUnavailable            503  zone-unavailable (with Retry-After)
+    │   ├── DatabaseUnavailable    503  zone-unavailable (storage: the database stopped answering)
+    │   └── Overloaded             503  overloaded (the zone's group-commit queue is full)
     ├── TableBusy                  503  table-busy (operator commands only: a lock not had in time)
     ├── StaleKeyRing               503  key-ring-stale (key file behind the zone's published ring)
     ├── ConfigurationError         500  configuration (start-up only)
     │   └── SchemaVersionMismatch  500  schema-version
     │       └── AppliedMigrationChanged 500  migration-changed (an applied file edited or missing)
-    └── IdentityUnreadable         500  identity-unreadable (gateway.privacy.envelope)
+    ├── IdentityUnreadable         500  identity-unreadable [privacy.envelope]
+    │   └── KekVersionMissing      500  identity-unreadable [privacy.envelope]
+    ├── ExportFailed               500  export-failed [services.exports.kickoff]
+    └── TokenRequestError          400  invalid_request [services.smart] (RFC 6749 §5.2)
+        ├── InvalidClient          401  invalid_client [services.smart]
+        ├── InvalidScope           400  invalid_scope [services.smart]
+        └── UnsupportedGrantType   400  unsupported_grant_type [services.smart]
 """
 
 from __future__ import annotations
@@ -145,6 +170,23 @@ class RateLimited(GatewayError):
 class ZoneUnavailable(GatewayError):
     status = 503
     code = "zone-unavailable"
+
+
+class DatabaseUnavailable(ZoneUnavailable):
+    """The zone's database stopped answering (connection lost or refused, server shutting down,
+    an operation past its deadline). gateway.storage raises it in place of the driver's error,
+    which stays its `__cause__`; nothing outside storage inspects driver exceptions."""
+
+
+class Overloaded(ZoneUnavailable):
+    """The zone's group-commit queue is full (gateway/storage/writer.py): refused at once
+    rather than letting memory grow."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, zone: str) -> None:
+        super().__init__(message)
+        self.zone = zone  # for the backpressure metric; zone names are not personal data
 
 
 class TableBusy(GatewayError):

@@ -33,7 +33,7 @@ from gateway.services.credentials import add_credential
 from gateway.settings import Settings, ZoneSettings
 from gateway.storage import dsn_with_database, migrate_database
 from gateway.storage.testing import reset_for_tests
-from gateway.web.keys import ZONES
+from gateway.web.appkeys import ZONES
 
 # Property tests: random examples by default (they find what nobody thought of); `ci` replays the
 # same examples every run, so a build's result depends on its change alone; `thorough` explores

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from gateway.services.smart import JWT_BEARER, register_client
-from gateway.web.keys import ZONES
+from gateway.web.appkeys import ZONES
 from tests.conftest import SITE, Gateway
 
 READ_ALL = ("system/Observation.rs", "system/Patient.rs", "system/Device.rs")

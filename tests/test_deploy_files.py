@@ -31,7 +31,7 @@ from gateway.privacy import ZoneKeyRing, issue_api_key
 from gateway.services.ingest import IngestResult
 from gateway.settings import Settings, ZoneSettings, load_settings
 from gateway.web import ingest as ingest_web
-from gateway.web.keys import ADAPTERS
+from gateway.web.appkeys import ADAPTERS
 from gateway.web.responses import error_response
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,6 +3,7 @@ known-answer tests in tests/privacy pin exactly the code path production uses.""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -31,6 +32,12 @@ def encode_fields(*fields: str) -> bytes:
         parts.append(struct.pack(">I", len(data)))
         parts.append(data)
     return b"".join(parts)
+
+
+def b64url(data: bytes) -> str:
+    """RFC 4648 §5 (URL- and filename-safe alphabet) without padding, as JOSE writes it
+    (RFC 7515 §2): key files, JWK thumbprints, search cursors."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 _B32_ALPHABET: Final = "abcdefghijklmnopqrstuvwxyz234567"

@@ -14,7 +14,6 @@ RFC 7638.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import secrets
@@ -28,6 +27,8 @@ import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from gateway.privacy._primitives import b64url
 
 ClientAlgorithm = Literal["ES384", "RS384"]
 ALGORITHMS: Final[tuple[ClientAlgorithm, ...]] = ("ES384", "RS384")
@@ -60,7 +61,7 @@ def thumbprint(jwk: dict[str, Any]) -> str:
     """RFC 7638 §3: base64url(SHA-256(JSON of the required members, sorted, no whitespace))."""
     members = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
     digest = hashlib.sha256(orjson.dumps(members, option=orjson.OPT_SORT_KEYS)).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return b64url(digest)
 
 
 def _algorithm_of(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> ClientAlgorithm:

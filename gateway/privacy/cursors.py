@@ -16,7 +16,7 @@ from typing import Final
 
 import orjson
 
-from gateway.privacy._primitives import KeyedHash, encode_fields
+from gateway.privacy._primitives import KeyedHash, b64url, encode_fields
 from gateway.privacy.keys import KeyPurpose, ZoneKeyRing
 
 _LABEL: Final = "wearable-gateway/fhir-cursor/1"
@@ -28,16 +28,12 @@ class CursorRejected(ValueError):
     """A cursor that this zone did not issue for this search, or that was altered."""
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def _unb64(text: str) -> bytes:
     data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     # The last character of unpadded base64 carries unused bits: several spellings decode to
     # the same bytes. Only the one we would have written is accepted, so a cursor has exactly
     # one valid form (no malleability).
-    if _b64(data) != text:
+    if b64url(data) != text:
         raise ValueError("non-canonical base64")
     return data
 
@@ -59,9 +55,9 @@ class CursorSigner:
 
     def sign(self, search: str, position: list[object]) -> str:
         """A cursor for `position` within the search whose canonical text is `search`."""
-        payload = _b64(orjson.dumps(position))
+        payload = b64url(orjson.dumps(position))
         tag = self._tag(self._version, search, payload)
-        return f"c{self._version}.{payload}.{_b64(tag)}"
+        return f"c{self._version}.{payload}.{b64url(tag)}"
 
     def open(self, search: str, cursor: str) -> list[object]:
         """The position a cursor holds; `CursorRejected` unless it was signed here for `search`."""

@@ -27,7 +27,7 @@ from typing import Final
 import orjson
 
 from gateway.errors import ConfigurationError
-from gateway.privacy._primitives import KeyedHash, encode_fields
+from gateway.privacy._primitives import KeyedHash, b64url, encode_fields
 
 KEY_FILE_FORMAT: Final = "wearable-gateway-zone-keys/1"
 KEY_BYTES: Final = 32
@@ -156,7 +156,7 @@ class ZoneKeyRing:
             "created": self.created.astimezone(UTC).isoformat(timespec="seconds"),
             "active": {str(p): v for p, v in self.active.items()},
             "keys": {
-                str(p): {str(v): _b64url(key) for v, key in sorted(versions.items())}
+                str(p): {str(v): b64url(key) for v, key in sorted(versions.items())}
                 for p, versions in self.keys.items()
             },
         }
@@ -402,11 +402,6 @@ def _parse_key(purpose: KeyPurpose, version: str, encoded: object) -> bytes:
     if len(key) != KEY_BYTES:
         raise _FileProblem(f"{purpose} key version {version} is not {KEY_BYTES} bytes")
     return key
-
-
-def _b64url(key: bytes) -> str:
-    # RFC 4648 §5 alphabet without padding, as JOSE does (RFC 7515 §2).
-    return base64.urlsafe_b64encode(key).rstrip(b"=").decode("ascii")
 
 
 def _fsync_directory(directory: Path) -> None:

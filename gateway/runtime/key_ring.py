@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from gateway.errors import ConfigurationError
+from gateway.errors import ConfigurationError, ZoneUnavailable
 from gateway.logs import event
 from gateway.privacy import (
     IdentityVault,
@@ -41,7 +41,7 @@ from gateway.privacy import (
 from gateway.privacy.audit_chain import AuditChain
 from gateway.privacy.cursors import CursorSigner
 from gateway.privacy.provider import KeyProvider
-from gateway.storage import ZoneDatabase, is_unavailable
+from gateway.storage import ZoneDatabase
 from gateway.storage.key_ring import InstanceReport, KeyRingListener, KeyRingState
 
 log = logging.getLogger("gateway.key_ring")
@@ -281,10 +281,9 @@ class KeyRingWatch:
                 # check, one published after it by the notification.
                 await self._listen(name)
                 await keys.refresh()
-            except Exception as exc:
-                if not is_unavailable(exc):
-                    event(log, "key_ring.check_failed", logging.ERROR, zone=name, exc_info=True)
-                else:
-                    event(log, "key_ring.check_failed", logging.WARNING, zone=name)
+            except ZoneUnavailable:
+                event(log, "key_ring.check_failed", logging.WARNING, zone=name)
+            except Exception:
+                event(log, "key_ring.check_failed", logging.ERROR, zone=name, exc_info=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), self._check)

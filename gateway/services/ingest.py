@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+from gateway.errors import ZoneUnavailable
 from gateway.fhir import build_observation
 from gateway.measures.normalise import normalise
 from gateway.models import (
@@ -34,7 +35,6 @@ from gateway.models import (
 )
 from gateway.residency import declared_zone_rejection, found_in_zone
 from gateway.runtime.zones import Zone, ZoneDirectory
-from gateway.storage import is_unavailable
 
 _UNKNOWN_SUBJECT = Rejection(
     RejectionCode.UNKNOWN_SUBJECT,
@@ -176,10 +176,8 @@ async def _why_unresolved(zones: ZoneDirectory, zone: Zone, reading: Reading) ->
     for other in zones.others(zone.name):
         try:
             found = await other.db.subjects.resolve(other.pseudonyms.blind_indexes(reading.subject))
-        except Exception as exc:
-            if is_unavailable(exc):
-                continue
-            raise
+        except ZoneUnavailable:
+            continue
         if found:
             return found_in_zone(other.name, zones.keys())
     return _UNKNOWN_SUBJECT

@@ -1,24 +1,22 @@
-"""The only package that talks to PostgreSQL (asyncpg). Every query is here."""
+"""The only package that talks to PostgreSQL (asyncpg). Every query is here, and every driver
+error that means a zone's database stopped answering leaves it as `DatabaseUnavailable`
+(storage/driver_errors.py)."""
 
 from gateway.storage.credentials import CredentialKind, StoredCredential
 from gateway.storage.database import (
-    UNAVAILABLE_ERRORS,
     PoolUsage,
     ZoneDatabase,
     dsn_with_database,
     ensure_database,
-    is_unavailable,
     migrate_database,
 )
 from gateway.storage.schema import LATEST_VERSION
 from gateway.storage.subjects import StoredSubject
-from gateway.storage.writer import Overloaded, WriterSettings
+from gateway.storage.writer import WriterSettings
 
 __all__ = [
     "LATEST_VERSION",
-    "UNAVAILABLE_ERRORS",
     "CredentialKind",
-    "Overloaded",
     "PoolUsage",
     "StoredCredential",
     "StoredSubject",
@@ -26,6 +24,5 @@ __all__ = [
     "ZoneDatabase",
     "dsn_with_database",
     "ensure_database",
-    "is_unavailable",
     "migrate_database",
 ]

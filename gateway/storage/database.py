@@ -3,7 +3,6 @@ zone is ever written through another zone's `ZoneDatabase` (ARCHITECTURE §2).""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,6 +17,7 @@ from gateway.storage.audit import AuditStore
 from gateway.storage.credentials import CredentialStore
 from gateway.storage.dead_letters import DeadLetterStore
 from gateway.storage.devices import DeviceStore
+from gateway.storage.driver_errors import UNAVAILABLE_ERRORS, is_unavailable
 from gateway.storage.exports import ExportJobStore
 from gateway.storage.fhir_search import FhirSearchStore
 from gateway.storage.key_ring import KeyRingListener, KeyRingStore
@@ -30,41 +30,7 @@ from gateway.storage.studies import StudyStore
 from gateway.storage.subjects import SubjectStore
 from gateway.storage.writer import BatchObserver, GroupCommitWriter, WriterSettings
 
-# Connection-level failures that mean "the zone's database is not answering", as opposed to a
-# query that PostgreSQL itself refused.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    # Raised when the server killed a pooled connection while the pool still held it
-    # ("cannot switch to state …"): the connection is gone, not the statement wrong.
-    asyncpg.InternalClientError,
-)
-
-
 _DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-# SQLSTATEs that mean the server will not serve this database now (PostgreSQL appendix A):
-# class 08 connection exception, 53 insufficient resources (e.g. too many connections),
-# 57P operator intervention (shutdown, crash, database dropped), 3D000 database does not exist,
-# 55000 database not accepting connections.
-_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")
-_UNAVAILABLE_SQLSTATES = frozenset({"3D000", "55000"})
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    """Whether `exc` means the zone's database is not answering (retry later), as opposed to a
-    statement that PostgreSQL refused (a bug or bad data)."""
-    if isinstance(exc, UNAVAILABLE_ERRORS):
-        return True
-    if isinstance(exc, asyncpg.PostgresError):
-        state = str(getattr(exc, "sqlstate", "") or "")
-        return state in _UNAVAILABLE_SQLSTATES or state.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
-    return False
 
 
 def connect_failure(exc: Exception, zone: str | None) -> Exception:
@@ -126,7 +92,6 @@ class ZoneDatabase:
             self.observations,
             writer_settings,
             zone=zone,
-            is_unavailable=is_unavailable,
             on_batch=on_batch,
             timeout_seconds=pool.timeout,
         )
@@ -201,10 +166,8 @@ class ZoneDatabase:
         try:
             async with self._pool.operation(limit_seconds):
                 await self._pool.fetchval("SELECT 1")
-        except Exception as exc:
-            if is_unavailable(exc):
-                return False
-            raise
+        except ZoneUnavailable:
+            return False
         return True
 
     async def listen_key_ring(self, on_change: Callable[[], None]) -> KeyRingListener | None:

@@ -14,9 +14,11 @@ COMMIT, and handing the connection back. An operation is one `acquire()` block (
 on that connection), one `fetch`/`fetchrow`/`fetchval`/`execute`, or an enclosing `operation()`
 scope: the group-commit writer puts one around a request's wait for its batch, the readiness probe
 one of its own, shorter. An operation started inside another keeps the earlier deadline. At the
-deadline the operation raises `TimeoutError` (rendered as 503 `zone-unavailable` with
-Retry-After); a connection left mid-statement is terminated instead of waited for, so a connection
-stuck on a silent server is discarded and the pool opens a fresh one for the next operation.
+deadline the operation raises `TimeoutError`, which leaves this module, as every driver error
+that means the database is not answering, as `DatabaseUnavailable` (503 `zone-unavailable` with
+Retry-After; storage/driver_errors.py); a connection left mid-statement is terminated instead of
+waited for, so a connection stuck on a silent server is discarded and the pool opens a fresh one
+for the next operation.
 
 The one exception is `stream()`, a connection held for as long as a server-side cursor is read by
 a slow consumer (an export): getting it is one operation; then each statement is bounded on its
@@ -27,11 +29,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any
 
 import asyncpg
+
+from gateway.storage.driver_errors import unavailable_as_gateway_error
 
 # The loop time by which the current task's database operation must end, if one is running.
 _DEADLINE: ContextVar[float | None] = ContextVar("gateway_db_deadline", default=None)
@@ -70,30 +74,35 @@ class ZonePool:
         self._pool = pool
         self.timeout = timeout
 
-    def operation(self, seconds: float | None = None) -> AbstractAsyncContextManager[float]:
+    @asynccontextmanager
+    async def operation(self, seconds: float | None = None) -> AsyncIterator[float]:
         """A scope whose database work shares one deadline (`timeout` unless `seconds`)."""
-        return within(self.timeout if seconds is None else seconds)
+        with unavailable_as_gateway_error():
+            async with within(self.timeout if seconds is None else seconds) as deadline:
+                yield deadline
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        async with within(self.timeout) as deadline:
-            conn = await self._pool.acquire()
-            async with self._held(conn, lambda: _remaining(deadline)):
-                yield conn
+        with unavailable_as_gateway_error():
+            async with within(self.timeout) as deadline:
+                conn = await self._pool.acquire()
+                async with self._held(conn, lambda: _remaining(deadline)):
+                    yield conn
 
     @asynccontextmanager
     async def stream(self) -> AsyncIterator[asyncpg.Connection]:
-        conn = None
-        try:
-            async with within(self.timeout):
-                conn = await self._pool.acquire()
-        except BaseException:
-            if conn is not None:  # acquired just as the deadline fired
-                conn.terminate()
-                await self._pool.release(conn, timeout=self.timeout)
-            raise
-        async with self._held(conn, lambda: self.timeout):
-            yield conn
+        with unavailable_as_gateway_error():
+            conn = None
+            try:
+                async with within(self.timeout):
+                    conn = await self._pool.acquire()
+            except BaseException:
+                if conn is not None:  # acquired just as the deadline fired
+                    conn.terminate()
+                    await self._pool.release(conn, timeout=self.timeout)
+                raise
+            async with self._held(conn, lambda: self.timeout):
+                yield conn
 
     @asynccontextmanager
     async def _held(self, conn: Any, release_budget: Callable[[], float]) -> AsyncIterator[None]:

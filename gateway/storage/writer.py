@@ -20,9 +20,9 @@ Retry-After) at once instead of letting memory grow.
 
 Deadline: with `timeout_seconds` (the zone's `db_timeout_seconds`), a request's `write` is one
 database operation (storage/pool.py): waiting in the queue, for a free batch slot and for its
-batch to commit all draw from one deadline, and at it the request gets `TimeoutError` (503) while
-its rows, if still queued, leave the queue. Each batch is an operation of its own, so a batch stuck
-on a silent database gives its slot back within the same bound.
+batch to commit all draw from one deadline, and at it the request gets `DatabaseUnavailable` (503)
+while its rows, if still queued, leave the queue. Each batch is an operation of its own, so a batch
+stuck on a silent database gives its slot back within the same bound.
 """
 
 from __future__ import annotations
@@ -34,21 +34,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from gateway.errors import ZoneUnavailable
+from gateway.errors import Overloaded, ZoneUnavailable
 from gateway.logs import event
 from gateway.models import ObservationRow, Outcome
+from gateway.storage.driver_errors import unavailable_as_gateway_error
 from gateway.storage.observations import ObservationStore
 from gateway.storage.pool import within
 
 log = logging.getLogger("gateway.storage.writer")
-
-
-class Overloaded(ZoneUnavailable):
-    code = "overloaded"
-
-    def __init__(self, message: str, zone: str) -> None:
-        super().__init__(message)
-        self.zone = zone  # for the backpressure metric; zone names are not personal data
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +68,6 @@ class GroupCommitWriter:
         settings: WriterSettings | None = None,
         *,
         zone: str = "",
-        is_unavailable: Callable[[BaseException], bool],
         on_batch: BatchObserver | None = None,
         timeout_seconds: float | None = None,
     ) -> None:
@@ -83,7 +75,6 @@ class GroupCommitWriter:
         self._timeout = timeout_seconds
         self._zone = zone
         self._settings = settings or WriterSettings()
-        self._is_unavailable = is_unavailable
         self._on_batch = on_batch
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
@@ -127,8 +118,9 @@ class GroupCommitWriter:
         if self._timeout is None:
             return await asyncio.shield(pending.done)
         try:
-            async with within(self._timeout):
-                return await asyncio.shield(pending.done)
+            with unavailable_as_gateway_error():
+                async with within(self._timeout):
+                    return await asyncio.shield(pending.done)
         except BaseException:
             self._withdraw(pending)
             raise
@@ -202,7 +194,7 @@ class GroupCommitWriter:
             try:
                 outcomes = await self._insert(rows)
             except Exception as exc:
-                if self._is_unavailable(exc) or len(batch) == 1:
+                if isinstance(exc, ZoneUnavailable) or len(batch) == 1:
                     for pending in batch:
                         _settle(pending, error=exc)
                     return
@@ -224,10 +216,11 @@ class GroupCommitWriter:
 
     async def _insert(self, rows: Sequence[ObservationRow]) -> list[Outcome]:
         """One batch statement set (partitions, insert, versions) as one bounded operation."""
-        if self._timeout is None:
-            return await self._store.insert_many(rows)
-        async with within(self._timeout):
-            return await self._store.insert_many(rows)
+        with unavailable_as_gateway_error():
+            if self._timeout is None:
+                return await self._store.insert_many(rows)
+            async with within(self._timeout):
+                return await self._store.insert_many(rows)
 
 
 def _settle(

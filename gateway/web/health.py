@@ -5,7 +5,7 @@ import asyncio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.web.keys import METRICS, SETTINGS, ZONES
+from gateway.web.appkeys import METRICS, SETTINGS, ZONES
 from gateway.web.responses import json_response
 
 # How long /readyz waits for a zone's database, everything included (a connection, `SELECT 1`,

@@ -22,8 +22,8 @@ from gateway.logs import event
 from gateway.models import Identifier, IngestContext, Outcome, ParsedItem
 from gateway.services.bulk_ingest import BulkTally, ingest_batches
 from gateway.services.credentials import authenticate
+from gateway.web.appkeys import METRICS, SETTINGS, ZONES
 from gateway.web.body import stream_body
-from gateway.web.keys import METRICS, SETTINGS, ZONES
 from gateway.web.middleware import request_id
 from gateway.web.ratelimit import throttle
 from gateway.web.responses import error_response, json_response

@@ -10,8 +10,8 @@ from gateway.errors import NotFound, UnsupportedMediaType
 from gateway.models import IngestContext, Outcome
 from gateway.services.credentials import authenticate
 from gateway.services.ingest import IngestResult, ingest
+from gateway.web.appkeys import ADAPTERS, METRICS, SETTINGS, ZONES
 from gateway.web.body import read_body
-from gateway.web.keys import ADAPTERS, METRICS, SETTINGS, ZONES
 from gateway.web.middleware import annotate, request_id
 from gateway.web.ratelimit import throttle
 from gateway.web.responses import json_response

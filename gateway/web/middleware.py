@@ -12,11 +12,10 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.errors import GatewayError, PayloadTooLarge, ZoneUnavailable
+from gateway.errors import DatabaseUnavailable, GatewayError, Overloaded, PayloadTooLarge
 from gateway.logs import event
-from gateway.storage import Overloaded, is_unavailable
+from gateway.web.appkeys import METRICS
 from gateway.web.fhir.outcome import as_operation_outcome
-from gateway.web.keys import METRICS
 from gateway.web.responses import error_response, json_response
 
 log = logging.getLogger("gateway.web")
@@ -79,6 +78,16 @@ async def _render_errors(request: web.Request, handler: Handler) -> web.StreamRe
     except GatewayError as error:
         if isinstance(error, Overloaded):
             request.app[METRICS].throttled.labels(error.zone, "backpressure").inc()
+        elif isinstance(error, DatabaseUnavailable):
+            # The zone's database stopped answering mid-request: nothing was acknowledged, and
+            # the client may retry (idempotent ingest makes the retry safe).
+            event(
+                log,
+                "zone.unavailable",
+                logging.WARNING,
+                request_id=request[REQUEST_ID],
+                exc_info=True,
+            )
         return error_response(error, request[REQUEST_ID])
     except web.HTTPRequestEntityTooLarge:
         return error_response(PayloadTooLarge("request body is too large"), request[REQUEST_ID])
@@ -90,21 +99,7 @@ async def _render_errors(request: web.Request, handler: Handler) -> web.StreamRe
                 status=exc.status,
             )
         raise
-    except Exception as exc:
-        if is_unavailable(exc):
-            # The zone's database stopped answering mid-request: nothing was acknowledged, and
-            # the client may retry (idempotent ingest makes the retry safe).
-            event(
-                log,
-                "zone.unavailable",
-                logging.WARNING,
-                request_id=request[REQUEST_ID],
-                exc_info=True,
-            )
-            return error_response(
-                ZoneUnavailable("the zone's database is not answering; retry later"),
-                request[REQUEST_ID],
-            )
+    except Exception:
         event(
             log,
             "http.unhandled_error",

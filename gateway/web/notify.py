@@ -24,8 +24,8 @@ from gateway.services.notifications import (
     NotificationOutcome,
     record_withings_notification,
 )
+from gateway.web.appkeys import METRICS, ZONES
 from gateway.web.body import read_form
-from gateway.web.keys import METRICS, ZONES
 from gateway.web.middleware import request_id
 from gateway.web.ratelimit import throttle
 

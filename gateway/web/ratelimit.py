@@ -29,7 +29,7 @@ from aiohttp import web
 
 from gateway.errors import RateLimited
 from gateway.logs import event
-from gateway.web.keys import METRICS, RATE_LIMITS
+from gateway.web.appkeys import METRICS, RATE_LIMITS
 from gateway.web.middleware import request_id
 
 log = logging.getLogger("gateway.web")

@@ -13,8 +13,8 @@ from gateway.web import (
     subject_lifecycle,
     subjects,
 )
+from gateway.web.appkeys import SETTINGS
 from gateway.web.fhir import bulk_export, device, metadata, observation, patient
-from gateway.web.keys import SETTINGS
 
 
 def setup_routes(app: web.Application) -> None:

@@ -28,7 +28,7 @@ from aiohttp import web
 from gateway.errors import ConfigurationError
 from gateway.settings import Settings
 from gateway.web import health
-from gateway.web.keys import METRICS
+from gateway.web.appkeys import METRICS
 from gateway.web.timeouts import HANDLER_ARGS
 
 T = TypeVar("T")

@@ -23,8 +23,8 @@ from gateway.services.smart import (
     issue_token,
 )
 from gateway.settings import Settings
+from gateway.web.appkeys import SETTINGS, ZONES
 from gateway.web.body import read_form
-from gateway.web.keys import SETTINGS, ZONES
 from gateway.web.middleware import request_id
 from gateway.web.ratelimit import throttle
 from gateway.web.responses import close_connection, error_response, json_response

@@ -15,8 +15,8 @@ from gateway.services.clinics import Clinic, authenticate_clinic
 from gateway.services.erase import ErasureReason, erase
 from gateway.services.smart import Permission
 from gateway.services.subjects import change_consent
+from gateway.web.appkeys import ZONES
 from gateway.web.body import read_body
-from gateway.web.keys import ZONES
 from gateway.web.middleware import request_id
 from gateway.web.ratelimit import throttle
 from gateway.web.responses import json_response

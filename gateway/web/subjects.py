@@ -17,8 +17,8 @@ from gateway.logs import event
 from gateway.models import Consent, Enrolment, Identifier, Sex
 from gateway.services.clinics import authenticate_clinic
 from gateway.services.subjects import enrol
+from gateway.web.appkeys import METRICS, ZONES
 from gateway.web.body import read_body
-from gateway.web.keys import METRICS, ZONES
 from gateway.web.middleware import request_id
 from gateway.web.ratelimit import throttle
 from gateway.web.responses import json_response

@@ -25,7 +25,7 @@ from aiohttp.typedefs import Handler
 
 from gateway.errors import RequestTimeout, ZoneUnavailable
 from gateway.settings import Settings
-from gateway.web.keys import SETTINGS
+from gateway.web.appkeys import SETTINGS
 
 # Routes whose body is a stream far larger than memory, read for as long as the upload lasts.
 STREAMING_ROUTES = frozenset({"/v1/ingest/healthkit/export"})

@@ -20,6 +20,7 @@ from gateway.privacy._primitives import (
     aead_seal,
     aead_seal_with_nonce,
     b32_lower,
+    b64url,
     encode_fields,
 )
 
@@ -249,3 +250,22 @@ def test_b32_lower_known_answer() -> None:
 def test_b32_lower_refuses_partial_groups() -> None:
     with pytest.raises(ValueError, match="5-byte"):
         b32_lower(b"foob")
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        # RFC 4648 §10 (BASE64 of "", "f", …, "foobar"), padding removed (RFC 7515 §2).
+        (b"", ""),
+        (b"f", "Zg"),
+        (b"fo", "Zm8"),
+        (b"foo", "Zm9v"),
+        (b"foob", "Zm9vYg"),
+        (b"fooba", "Zm9vYmE"),
+        (b"foobar", "Zm9vYmFy"),
+        # The two characters §5 changes: 62 and 63 are "-" and "_", not "+" and "/".
+        (b"\xfb\xff\xbf", "-_-_"),
+    ],
+)
+def test_b64url_is_rfc4648_section_5_without_padding(data: bytes, expected: str) -> None:
+    assert b64url(data) == expected

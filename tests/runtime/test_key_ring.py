@@ -20,7 +20,7 @@ from gateway.services.key_rotation import publish_rotation, retire_kek_version
 from gateway.settings import Settings
 from gateway.storage import StoredSubject, ZoneDatabase
 from gateway.storage.key_ring import InstanceReport
-from gateway.web.keys import ZONES
+from gateway.web.appkeys import ZONES
 from tests.cli.test_commands import run
 from tests.cli.test_keys_cli import zone_env
 from tests.conftest import Gateway

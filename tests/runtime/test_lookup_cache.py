@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from gateway.runtime.cache import TTLCache
-from gateway.web.keys import ZONES
+from gateway.web.appkeys import ZONES
 from tests.conftest import start_gateway
 from tests.helpers import reading
 

@@ -17,7 +17,7 @@ from gateway.privacy.provider import FileKeyProvider
 from gateway.services.key_rotation import RewrapProgress, retire_kek_version, rewrap_data_keys
 from gateway.settings import Settings
 from gateway.storage import ZoneDatabase
-from gateway.web.keys import ZONES
+from gateway.web.appkeys import ZONES
 from tests.conftest import Gateway, start_gateway
 from tests.helpers import fetch, reading
 

@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from gateway.errors import ZoneUnavailable
+from gateway.errors import DatabaseUnavailable, Overloaded, ZoneUnavailable
 from gateway.models import ObservationRow, Outcome
-from gateway.storage import Overloaded, WriterSettings, ZoneDatabase, is_unavailable
+from gateway.storage import WriterSettings, ZoneDatabase
 from gateway.storage.writer import GroupCommitWriter
 
 BASE = datetime(2026, 11, 1, tzinfo=UTC)
@@ -58,7 +58,6 @@ async def test_concurrent_requests_share_a_batch_and_keep_their_own_outcomes(
         writer = GroupCommitWriter(
             store,  # type: ignore[arg-type]
             WriterSettings(concurrent_batches=1),
-            is_unavailable=is_unavailable,
         )
         writer.start()
         first = asyncio.create_task(writer.write([row(1)]))  # held open by the gate
@@ -95,7 +94,7 @@ async def test_a_failing_batch_fails_every_request_in_it_and_reports_nothing_cre
         results = await asyncio.gather(
             db.writer.write([row(1)]), db.writer.write([row(2), row(3)]), return_exceptions=True
         )
-        assert all(isinstance(r, BaseException) and is_unavailable(r) for r in results), results
+        assert all(isinstance(r, DatabaseUnavailable) for r in results), results
     finally:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         await admin.close()
@@ -113,7 +112,6 @@ async def test_one_bad_request_does_not_fail_the_others_in_its_batch(
         writer = GroupCommitWriter(
             store,  # type: ignore[arg-type]
             WriterSettings(concurrent_batches=1),
-            is_unavailable=is_unavailable,
         )
         writer.start()
         held = asyncio.create_task(writer.write([row(1)]))
@@ -140,7 +138,6 @@ async def test_a_full_queue_refuses_at_once_instead_of_growing(zone_dsns: dict[s
         writer = GroupCommitWriter(
             store,  # type: ignore[arg-type]
             WriterSettings(concurrent_batches=1, max_queued_rows=3),
-            is_unavailable=is_unavailable,
         )
         writer.start()
         held = asyncio.create_task(writer.write([row(1)]))

@@ -14,7 +14,7 @@ import orjson
 
 from gateway.residency.export_policy import TransferMechanism
 from gateway.services.studies import NewStudy, add_study
-from gateway.web.keys import ZONES
+from gateway.web.appkeys import ZONES
 from tests.conftest import Gateway
 from tests.smart_helpers import registered_client
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.services.credentials import revoke_credential
-from gateway.web.keys import ZONES
+from gateway.web.appkeys import ZONES
 from tests.conftest import Gateway
 from tests.helpers import reading
 

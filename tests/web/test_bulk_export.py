@@ -17,7 +17,7 @@ from fhir.resources.R4B.device import Device
 
 from gateway.residency.export_policy import TransferMechanism
 from gateway.settings import Settings
-from gateway.web.keys import EXPORT_WORKERS
+from gateway.web.appkeys import EXPORT_WORKERS
 from tests.conftest import Gateway, start_gateway
 from tests.helpers import CN_TZ, blood_pressure, fetch, reading, steps
 from tests.web.bulk_export_helpers import (

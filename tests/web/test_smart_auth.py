@@ -31,7 +31,7 @@ from gateway.services.smart import (
     revoke_client,
 )
 from gateway.settings import Settings
-from gateway.web.keys import ZONES
+from gateway.web.appkeys import ZONES
 from tests.conftest import SITE, Gateway, start_gateway
 from tests.helpers import dump_database
 

@@ -10,7 +10,7 @@ import pytest
 from gateway.models import ZoneSubject
 from gateway.privacy import IdentityUnreadable, SealedIdentity
 from gateway.services.erase import ErasureReason, delete_rows, erase, shred, start
-from gateway.web.keys import ZONES
+from gateway.web.appkeys import ZONES
 from tests.conftest import MRN, SITE, Gateway
 from tests.helpers import CN_TZ, dump_database, fetch, reading
 

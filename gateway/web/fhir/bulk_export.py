@@ -13,10 +13,10 @@ from gateway.errors import InvalidJSON, UnsupportedMediaType
 from gateway.fhir.bulk_parameters import parameters_resource, parse_export_request
 from gateway.services.exports import files, kickoff
 from gateway.services.smart import ClientPrincipal, authenticate_access_token
+from gateway.web.appkeys import EXPORT_WORKERS, SETTINGS, ZONES
 from gateway.web.body import read_body
 from gateway.web.fhir.common import base_url, principal
 from gateway.web.fhir.outcome import fhir_response
-from gateway.web.keys import EXPORT_WORKERS, SETTINGS, ZONES
 
 _FHIR_JSON = ("application/fhir+json", "application/json")
 

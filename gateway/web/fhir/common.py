@@ -14,9 +14,9 @@ from gateway.fhir.search import SearchRequest, parse_search
 from gateway.lexical import is_fhir_id
 from gateway.services.fhir.common import ReadResult
 from gateway.services.smart import ClientPrincipal, authenticate_access_token
+from gateway.web.appkeys import SETTINGS, ZONES
 from gateway.web.body import read_form
 from gateway.web.fhir.outcome import fhir_response, negotiate
-from gateway.web.keys import SETTINGS, ZONES
 from gateway.web.ratelimit import throttle
 
 _FORM = "application/x-www-form-urlencoded"

@@ -9,9 +9,9 @@ from typing import Final
 from aiohttp import web
 
 from gateway.fhir.search import CHAINS, INCLUDES, SEARCH_PARAMETERS
+from gateway.web.appkeys import SETTINGS
 from gateway.web.fhir.common import base_url
 from gateway.web.fhir.outcome import FHIR_JSON, fhir_response, negotiate
-from gateway.web.keys import SETTINGS
 from gateway.web.smart import token_endpoint
 
 OAUTH_URIS: Final = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"

@@ -8,9 +8,9 @@ from gateway.errors import NotFound
 from gateway.fhir.search import InvalidSearch
 from gateway.lexical import ascii_int
 from gateway.services.fhir import observation
+from gateway.web.appkeys import ZONES
 from gateway.web.fhir.common import base_url, parse, principal, read_response, resource_id
 from gateway.web.fhir.outcome import fhir_response
-from gateway.web.keys import ZONES
 
 
 async def read(request: web.Request) -> web.Response:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.services.fhir import patient
+from gateway.web.appkeys import ZONES
 from gateway.web.fhir.common import base_url, parse, principal, read_response, resource_id
 from gateway.web.fhir.outcome import fhir_response
-from gateway.web.keys import ZONES
 
 
 async def read(request: web.Request) -> web.Response:

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from gateway.services.credentials import add_credential
-from gateway.web.keys import ZONES
+from gateway.web.appkeys import ZONES
 from tests.conftest import MRN, SITE, Gateway
 from tests.helpers import fetch, reading
 from tests.smart_helpers import client_token

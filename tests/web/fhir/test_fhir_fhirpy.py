@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from fhirpy import AsyncFHIRClient
 
-from gateway.web.keys import SETTINGS
+from gateway.web.appkeys import SETTINGS
 from tests.conftest import Gateway
 from tests.helpers import reading
 from tests.smart_helpers import client_token
