@@ -1,4 +1,4 @@
-"""The research-export benchmark (issue 5): memory and throughput of one de-identified extract.
+"""The research-export benchmark: memory and throughput of one de-identified extract.
 
     python -m bench.export [--quick] [--observations N] [--database-url URL] [--out results.json]
 

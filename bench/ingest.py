@@ -1,4 +1,4 @@
-"""The ingest benchmark (issue 7): one command, a gateway it starts itself on loopback, a table.
+"""The ingest benchmark: one command, a gateway it starts itself on loopback, a table.
 
     python -m bench.ingest [--quick] [--database-url URL] [--out results.json]
                            [--profile FILE] [--profile-single FILE]
@@ -73,7 +73,7 @@ ZONE_TZ = timezone(timedelta(hours=8))
 VENDOR = "bench-vendor"
 QUERYABLE_LABEL = "FHIR search (GET /fhir/Observation?patient=&_id=)"
 SMART_SCOPES = ("system/Observation.rs", "system/Patient.rs", "system/Device.rs")
-# Access tokens live at most 300 s (issue 4); a run asks for a fresh one well before that.
+# Access tokens live at most 300 s; a run asks for a fresh one well before that.
 TOKEN_REFRESH_S = 200.0
 COPY_COLUMNS = (
     "subject",
@@ -252,7 +252,7 @@ async def issue_keys(dsn: str, workdir: Path) -> tuple[Path, str, str]:
 @dataclass(slots=True)
 class SmartClient:
     """A clinic backend registered for SMART Backend Services with its own ES384 key pair; it
-    gets access tokens through `POST /auth/token` exactly as a clinic would (issue 4)."""
+    gets access tokens through `POST /auth/token` exactly as a clinic would."""
 
     client_id: str
     kid: str

@@ -1,4 +1,4 @@
-"""The FHIR search benchmark (issue 4): Observation search latency at scale, over HTTP, with the
+"""The FHIR search benchmark: Observation search latency at scale, over HTTP, with the
 query plans of the SQL the gateway runs.
 
     python -m bench.search [--rows 1000000] [--subjects 10000] [--quick] [--database-url URL]

@@ -102,7 +102,7 @@ def create_app(
         raise ConfigurationError("the base URL is unknown before the port is bound (listen())")
     # Keys are read before anything listens: a gateway without its zone keys does not start.
     rings = dict(keyrings) if keyrings is not None else load_keyrings(settings)
-    # Rings read from key files are reloaded from them when the `keys` CLI rotates (issue 11).
+    # Rings read from key files are reloaded from them when the `keys` CLI rotates.
     providers = (
         {name: key_provider(zone) for name, zone in settings.zones.items()}
         if keyrings is None

@@ -2,7 +2,7 @@
 
 Vendor payloads describe a device in free text (a FHIR `deviceName` used as the model, a
 HealthKit `manufacturer`, a Health Connect `Device.model`, ...). Such text may be anything a user
-or an app put there: a serial, a person's name ("Zhang Wei's watch"). Issue 11: only values of
+or an app put there: a serial, a person's name ("Zhang Wei's watch"). Only values of
 these tables are kept, stored in `devices` or served; normalise maps every reading's device
 through them (`describe`), research extracts show the same families (gateway.deid.device), and
 migration 0011 mapped the rows stored before. Anything not in a table becomes "other" rather

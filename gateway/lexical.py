@@ -1,7 +1,7 @@
 """Lexical rules for text that arrives in a request, each decided here once.
 
 Handlers, adapters and the search parser call these before a value is used, so nothing that
-PostgreSQL or `int()` would refuse gets that far (issue 11, "Robustness"):
+PostgreSQL or `int()` would refuse gets that far:
 
 - `is_fhir_id`: the R4 `id` datatype, `[A-Za-z0-9\\-\\.]{1,64}` (datatypes.html#id).
 - `ascii_int`, `is_ascii_decimal`: numbers in ASCII digits only. `str.isdigit()`, `int()`,

@@ -294,7 +294,7 @@ class Enrolment:
 @dataclass(frozen=True, slots=True)
 class ZoneSubject:
     """A subject pseudonym as this zone's own database returned it: a subject the zone holds (or
-    held, for an erased one). The audit log's subject field accepts only this type (issue 11), so
+    held, for an erased one). The audit log's subject field accepts only this type, so
     what a client typed (an MRN, another zone's pseudonym) can never be written there. Only
     gateway/storage makes them (tests/test_leaks.py checks the source)."""
 

@@ -1,4 +1,4 @@
-"""The closed device vocabulary (issue 11): what of a device's description may be kept."""
+"""The closed device vocabulary: what of a device's description may be kept."""
 
 from __future__ import annotations
 

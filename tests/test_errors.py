@@ -1,6 +1,6 @@
 """The tree drawn in gateway/errors.py is the error tree: every `GatewayError` subclass in the
 gateway is drawn, every drawn name is such a class, with the parent, module, status and code
-the drawing gives it (issue 12)."""
+the drawing gives it."""
 
 from __future__ import annotations
 

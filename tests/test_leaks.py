@@ -29,7 +29,7 @@ CANARIES = {
 
 async def _search_with_what_a_clinic_typed(gateway: Gateway, foreign: str) -> int:
     """A cn clinic searches by its patient's MRN typed as the `patient` id, by the eu subject's
-    pseudonym, and by the eu MRN as a chained identifier (issue 11): every search is audited,
+    pseudonym, and by the eu MRN as a chained identifier: every search is audited,
     and none of these values may be recorded. Returns the number of searches."""
     headers = {"Authorization": f"Bearer {await client_token(gateway, zone='cn')}"}
     searches = [
@@ -116,7 +116,7 @@ async def test_no_canary_appears_in_databases_logs_metrics_or_responses(
         "the cn dump holds no observation: the scan would prove nothing"
     )
 
-    # Issue 11: neither zone's database holds the other's pseudonyms, the audit log included.
+    # Neither zone's database holds the other's pseudonyms, the audit log included.
     assert pseudonyms["eu"] not in dumps["cn"], "the eu pseudonym reached the cn database"
     assert pseudonyms["cn"] not in dumps["eu"], "the cn pseudonym reached the eu database"
     [audited] = await fetch(
@@ -127,7 +127,7 @@ async def test_no_canary_appears_in_databases_logs_metrics_or_responses(
     places = {"metrics": metrics, "logs": logs, "responses": "\n".join(responses), **dumps}
     for where, text in places.items():
         for what, canary in CANARIES.items():
-            # Issue 11: a device's model and manufacturer are kept only as values of a closed
+            # A device's model and manufacturer are kept only as values of a closed
             # table (gateway.devices), so their canaries are nowhere either, `devices` included.
             assert canary not in text, f"{what} canary found in {where}"
     assert "other" in _table(dumps["cn"], "devices"), "the devices table scan would prove nothing"

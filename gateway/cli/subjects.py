@@ -1,4 +1,4 @@
-"""`wearable-gateway subjects consent|erase` and `wearable-gateway residency report` (issue 6).
+"""`wearable-gateway subjects consent|erase` and `wearable-gateway residency report`.
 Operators act as the `operator` role, for any site."""
 
 from __future__ import annotations

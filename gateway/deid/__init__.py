@@ -1,4 +1,4 @@
-"""De-identification of research extracts (issue 5): pure functions, no I/O and no keys.
+"""De-identification of research extracts: pure functions, no I/O and no keys.
 
 Keyed values (study pseudonyms, study resource ids, date offsets) come from
 `gateway.privacy.deid_keys`; this package applies them under a study's `DeidPolicy`:

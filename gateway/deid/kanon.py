@@ -1,4 +1,4 @@
-"""The k-anonymity gate on the person-level quasi-identifiers of an extract (issue 5).
+"""The k-anonymity gate on the person-level quasi-identifiers of an extract.
 
 An extract is k-anonymous when every combination of quasi-identifiers it releases (age band, sex,
 site) is shared by at least k subjects (Sweeney, "k-anonymity: a model for protecting privacy",

@@ -1,6 +1,6 @@
 """Stored Observation -> the Observation a research extract releases.
 
-An explicit allow-list (issue 5): only the elements below survive, everything else is dropped and
+An explicit allow-list: only the elements below survive, everything else is dropped and
 counted in the report. What is kept, and how:
 
 | element | in the extract |

@@ -154,7 +154,7 @@ def patient(
     pseudonym: str, enrolled_at: datetime, identifiers: Iterable[tuple[str, str]]
 ) -> dict[str, object]:
     """The pseudonymous Patient: its id is the zone pseudonym and it carries the identifiers its
-    clinic enrolled, and nothing else of identity (issue 4): no name, birth date or sex."""
+    clinic enrolled, and nothing else of identity: no name, birth date or sex."""
     resource: dict[str, object] = {
         "resourceType": "Patient",
         "id": pseudonym,

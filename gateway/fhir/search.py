@@ -14,7 +14,7 @@ Rules implemented here, each from R4 search.html:
   unknown modifier on a known parameter is always an error ("Servers SHALL reject any search
   request that contains a search parameter with an unsupported modifier"). A parameter R4
   defines for the resource type (gateway.fhir.search_parameters_r4) is not unknown: when it is
-  not supported it is refused too, as ignoring a filter widens the result (issue 11).
+  not supported it is refused too, as ignoring a filter widens the result.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ SEARCH_PARAMETERS: Final[Mapping[str, Mapping[str, ParamType]]] = {
 # Chained parameters (search.html §2.1.1.4.13) each resource type supports, as the reference
 # parameter they follow: clinics know their patients' identifiers (MRNs), not pseudonyms.
 # Any other chain, `_has` or modifier is refused, even without `Prefer: handling=strict`:
-# ignoring it would widen the result beyond what the client asked for (issue 11).
+# ignoring it would widen the result beyond what the client asked for.
 CHAINS: Final[Mapping[str, Mapping[str, str]]] = {
     "Observation": {"patient.identifier": "patient", "subject.identifier": "subject"},
     "Patient": {},

@@ -3,7 +3,7 @@ data: the names of observation.html#search, patient.html#search, device.html#sea
 parameters of all resources (search.html §2.1.1.1, resource.html#search, domainresource.html).
 
 A name listed here that `gateway.fhir.search.SEARCH_PARAMETERS` does not support is a filter the
-client meant: ignoring it would return data the client did not ask for (issue 11), so it is
+client meant: ignoring it would return data the client did not ask for, so it is
 refused with 400 even without `Prefer: handling=strict`. Only names FHIR does not define are
 "unknown" parameters that lenient handling may ignore (search.html §2.1.1.0 "handling").
 """

@@ -61,7 +61,7 @@ def normalise(
 
     return Reading(
         subject=candidate.subject,
-        # Issue 11: past this point a device's model and maker are values of a closed table,
+        # Past this point a device's model and maker are values of a closed table,
         # never the payload's free text.
         device=describe(candidate.device),
         measure=measure,

@@ -1,4 +1,4 @@
-"""The audit log's keyed hash chain (issue 6).
+"""The audit log's keyed hash chain.
 
     mac_0 = 32 zero bytes
     mac_n = HMAC-SHA256(audit key v_n, mac_{n-1} || canonical(event_n))
@@ -34,7 +34,7 @@ from gateway.privacy.keys import KeyPurpose, ZoneKeyRing
 MAC_BYTES: Final = 32
 GENESIS_MAC: Final = bytes(MAC_BYTES)
 _LABEL: Final = "wearable-gateway/audit/1"
-# Detail holds ids, codes, counts and query shapes only (issue 6). Floats are refused: measured
+# Detail holds ids, codes, counts and query shapes only. Floats are refused: measured
 # values are floats, and PostgreSQL's jsonb may rewrite a float's text (1e20 → 100000…), which
 # would break the MAC over a detail read back from the database.
 _MAX_DETAIL_DEPTH: Final = 4

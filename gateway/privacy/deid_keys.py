@@ -1,4 +1,4 @@
-"""Keyed values of research extracts (issue 5): study pseudonyms, study resource ids and date
+"""Keyed values of research extracts: study pseudonyms, study resource ids and date
 offsets. The de-identification itself (`gateway.deid`) is pure and never sees a key; it takes the
 values made here.
 

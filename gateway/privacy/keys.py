@@ -51,7 +51,7 @@ class KeyPurpose(StrEnum):
     BLIND_INDEX = "blind-index"
     DEDUP = "dedup"
     AUDIT = "audit"  # keys the audit log's hash chain (gateway/privacy/audit_chain.py)
-    # Research extracts (issue 5): per-(study, recipient) pseudonyms and per-(study, subject)
+    # Research extracts: per-(study, recipient) pseudonyms and per-(study, subject)
     # date offsets, each under its own key so neither can be computed from the other.
     STUDY_PSEUDONYM = "study-pseudonym"
     DATE_SHIFT = "date-shift"
@@ -277,7 +277,7 @@ def _problems(
         if not versions:
             # A file written before this purpose existed: `keys upgrade` adds what is missing
             # and keeps every existing key byte for byte.
-            what = "the audit log (issue 6)" if purpose is KeyPurpose.AUDIT else "them"
+            what = "the audit log" if purpose is KeyPurpose.AUDIT else "them"
             yield (
                 f"no {purpose} keys: the file predates {what}; add them with "
                 "`wearable-gateway keys upgrade --zone ZONE --file PATH`"

@@ -23,7 +23,7 @@ _PSEUDONYM_PATTERN: Final = re.compile(r"[sdbo]" + _PSEUDONYM_BODY)
 DEVICE_PSEUDONYM_PATTERN: Final = re.compile("d" + _PSEUDONYM_BODY)
 
 # Domain labels keep values of different functions apart even if a key were ever shared.
-# /2: made from a random enrolment id, no longer from the first identifier (issue 6), so a
+# /2: made from a random enrolment id, no longer from the first identifier, so a
 # re-enrolment after erasure gets a new pseudonym that nothing links to the erased one.
 _SUBJECT_LABEL: Final = "wearable-gateway/subject-pseudonym/2"
 # 128 random bits (NIST SP 800-90A via `secrets`): two enrolments never share an id.
@@ -81,7 +81,7 @@ class Pseudonymiser:
         `enrolment_id` is fresh randomness (`new_enrolment_id`) that is kept nowhere: the value
         is stored at enrolment and found again through the blind index, never recomputed, so
         nothing about the subject (identifiers included) can reproduce it. A subject erased and
-        enrolled again is a new, unlinkable subject (GDPR art. 17, issue 6)."""
+        enrolled again is a new, unlinkable subject (GDPR art. 17)."""
         if zone != self._zone:
             # A pseudonym for one zone made with another zone's key would break residency.
             raise ValueError(f"this pseudonymiser serves zone {self._zone}, not {zone}")

@@ -1,4 +1,4 @@
-"""The key ring a running gateway works with, kept in step with the zone's key file (issue 11).
+"""The key ring a running gateway works with, kept in step with the zone's key file.
 
 The `keys` CLI is a separate process: it rotates by writing the key file, then publishes the new
 active versions in the zone database (`key_ring_state`, a new generation, NOTIFY). Each gateway

@@ -64,7 +64,7 @@ class Zone:
         return self.keys.tools.cursors
 
     @property
-    def audit(self) -> AuditChain:  # seals the zone's audit log (issue 6)
+    def audit(self) -> AuditChain:  # seals the zone's audit log
         return self.keys.tools.audit
 
 

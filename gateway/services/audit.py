@@ -1,4 +1,4 @@
-"""The zone's audit log (issue 6): record an event, verify the chain, export it as FHIR.
+"""The zone's audit log: record an event, verify the chain, export it as FHIR.
 
 Every record is sealed into the zone's keyed hash chain (gateway/privacy/audit_chain.py) and
 appended to the zone's own `audit_events` table; it never leaves the zone. `detail` holds ids,

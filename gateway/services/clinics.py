@@ -1,4 +1,4 @@
-"""Who is acting for a clinic: a SMART Backend Services client (issue 4) or, until every site
+"""Who is acting for a clinic: a SMART Backend Services client or, until every site
 has moved to tokens, a clinic API key. Services that act for a clinic take a `Clinic` and need
 not care which credential it came from."""
 

@@ -1,4 +1,4 @@
-"""Erasure of a subject (GDPR art. 17, PIPL art. 47; issue 6), by crypto-shredding and deletion.
+"""Erasure of a subject (GDPR art. 17, PIPL art. 47), by crypto-shredding and deletion.
 
 The steps, each one transaction (or one audit append), and why this order is safe:
 

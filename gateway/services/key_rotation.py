@@ -1,4 +1,4 @@
-"""Key rotation and the start-up check that a zone's key ring covers its data (issue 6).
+"""Key rotation and the start-up check that a zone's key ring covers its data.
 
 What rotating each purpose does (README "Key management"):
 
@@ -201,11 +201,6 @@ async def publish_rotation(zone: Zone, ring: ZoneKeyRing) -> int:
     Returns the zone's new key ring generation."""
     state = await zone.db.key_ring.publish(published(ring), ring.fingerprint())
     return state.generation
-
-
-async def count_pending_rewrap(db: ZoneDatabase, ring: ZoneKeyRing) -> int:
-    """Data keys still wrapped under an older kek version (0 once a rotation is complete)."""
-    return await db.subjects.count_wrapped_below(ring.active_version(KeyPurpose.KEK))
 
 
 # --- key events in the zone's audit log ---------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Vendor data-update notifications (issue 3): a vendor says a subject has new data, and the
+"""Vendor data-update notifications: a vendor says a subject has new data, and the
 gateway notes a pending fetch in the subject's zone. Top to bottom:
 
     form -> validate (pure) -> resolve subject (blind index, key's zone only) -> record (idempotent)

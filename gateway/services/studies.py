@@ -1,6 +1,6 @@
 """Registering a research study in a zone (operator, `wearable-gateway studies add`).
 
-A study is a FHIR Group whose members are the zone's consenting subjects (issue 5); what it may
+A study is a FHIR Group whose members are the zone's consenting subjects; what it may
 receive and how its extracts are de-identified is fixed here, once, and checked on every export.
 """
 

@@ -2,7 +2,7 @@
 
 - enrolment: a clinic registers a subject in the subject's home zone. No enrolment, no
   processing: readings are accepted only for enrolled subjects.
-- consent changes (issue 6): a clinic (or an operator) changes a subject's research or
+- consent changes: a clinic (or an operator) changes a subject's research or
   cross-border consent. Exports read `subjects.research_consent` / `cross_border_consent` at
   export time, so a withdrawal takes effect on the next export; readings keep being accepted for
   clinical use until the subject is erased.
@@ -69,7 +69,7 @@ async def enrol(zones: ZoneDirectory, clinic: Clinic, enrolment: Enrolment) -> E
         raise BadRequest("at least one identifier is required")
     zone = zones[enrolment.zone]
     # From fresh randomness, not from an identifier: each enrolment is a new subject, and one
-    # enrolled again after erasure cannot be linked to its erased self (issue 6). Identifiers
+    # enrolled again after erasure cannot be linked to its erased self. Identifiers
     # taken twice are still refused, by the blind index.
     pseudonym = zone.pseudonyms.subject_pseudonym(zone.name, enrolment.site, new_enrolment_id())
     blind_indexes = sorted({zone.pseudonyms.blind_index(i) for i in enrolment.identifiers})

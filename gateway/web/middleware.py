@@ -49,7 +49,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     status = 500
     try:
-        # Under /fhir every error is an OperationOutcome (issue 4).
+        # Under /fhir every error is an OperationOutcome.
         response = as_operation_outcome(request, await _render_errors(request, handler))
         status = response.status
         response.headers["X-Request-ID"] = request[REQUEST_ID]

@@ -24,7 +24,7 @@ def setup_routes(app: web.Application) -> None:
         # Otherwise on a listener of its own only (gateway/web/server.py, metrics_app).
         app.router.add_get("/metrics", health.metrics)
     app.router.add_post("/v1/subjects", subjects.post_subject)
-    # Consent changes and erasure by the enrolling clinic (issue 6).
+    # Consent changes and erasure by the enrolling clinic.
     app.router.add_patch("/v1/subjects/{pseudonym}/consent", subject_lifecycle.patch_consent)
     app.router.add_delete("/v1/subjects/{pseudonym}", subject_lifecycle.delete_subject)
     # SMART Backend Services (HL7 SMART App Launch 2.x): discovery at both places clients look.
@@ -36,7 +36,7 @@ def setup_routes(app: web.Application) -> None:
     # Withings cannot send an Authorization header: the vendor key is the last path segment.
     app.router.add_get("/v1/notify/withings/{token}", notify.check_withings)  # and HEAD
     app.router.add_post("/v1/notify/withings/{token}", notify.post_withings)
-    # FHIR R4 read API for clinics (issue 4). `$lastn` and `_search` come before `{id}`, which
+    # FHIR R4 read API for clinics. `$lastn` and `_search` come before `{id}`, which
     # would otherwise match them.
     app.router.add_get("/fhir/metadata", metadata.get_metadata)
     app.router.add_get("/fhir/Observation", observation.search)
@@ -51,7 +51,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/fhir/Device", device.search)
     app.router.add_post("/fhir/Device/_search", device.search)
     app.router.add_get("/fhir/Device/{id}", device.read)
-    # FHIR Bulk Data Access 2.0 export of a study's de-identified extract (issue 5).
+    # FHIR Bulk Data Access 2.0 export of a study's de-identified extract.
     app.router.add_get("/fhir/Group/{study}/$export", bulk_export.kick_off)
     app.router.add_post("/fhir/Group/{study}/$export", bulk_export.kick_off)
     app.router.add_get("/fhir/$export-status/{job}", bulk_export.status)

@@ -2,13 +2,13 @@
 bind their port and start the HTTP server, so that they cannot diverge.
 
 `listen` binds first and returns the settings naming the address actually bound, so the base URL
-every link and token audience uses is decided once, before the app is built (issue 11: with
+every link and token audience uses is decided once, before the app is built (with
 `--port N` or `--port 0` the gateway used to advertise 127.0.0.1:8080). `serving` then runs the
 app on that socket.
 
 aiohttp's `web.run_app(handler_args=...)` hands its handler options to a request-handler
 constructor that does not take them; aiohttp then logs "Failed to create request handler with
-custom kwargs" and drops them all, the head timeout and the access-log setting included (issue 11).
+custom kwargs" and drops them all, the head timeout and the access-log setting included.
 Here every option goes to `web.AppRunner` by name, where aiohttp applies it to each connection.
 """
 

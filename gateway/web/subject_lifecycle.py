@@ -1,4 +1,4 @@
-"""PATCH /v1/subjects/{pseudonym}/consent and DELETE /v1/subjects/{pseudonym} (issue 6): the
+"""PATCH /v1/subjects/{pseudonym}/consent and DELETE /v1/subjects/{pseudonym}: the
 enrolling clinic changes consent or erases a subject. Shape checks only; the services decide."""
 
 from __future__ import annotations

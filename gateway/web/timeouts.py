@@ -33,7 +33,7 @@ STREAMING_ROUTES = frozenset({"/v1/ingest/healthkit/export"})
 # aiohttp's defaults, stated so they are a decision: a request line (path and query) or one
 # header line of at most 8 KiB, at most 128 header lines. Given to `web.AppRunner(**...)` by
 # gateway/web/server.py, the one place the server starts (never `run_app(handler_args=...)`,
-# which drops them all: issue 11), beside `keepalive_timeout`, the head timeout.
+# which drops them all), beside `keepalive_timeout`, the head timeout.
 HANDLER_ARGS: Mapping[str, Any] = MappingProxyType(
     {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 128}
 )

@@ -1,5 +1,5 @@
 """`python -m bench.export --quick` runs end to end and reports every figure of the research-export
-benchmark (issue 5). No speed is asserted (machines are noisy); memory growth is, loosely, since
+benchmark. No speed is asserted (machines are noisy); memory growth is, loosely, since
 the point of the design is that it does not grow with the size of the export."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """`wearable-gateway subjects consent|erase` and `residency report`, run as an operator would: the
-real CLI in a subprocess, against the zone databases of a running gateway (issue 6)."""
+real CLI in a subprocess, against the zone databases of a running gateway."""
 
 from __future__ import annotations
 
@@ -229,7 +229,7 @@ async def test_residency_report_checks_audit_subjects_and_keeps_erased_ones(
     gateway: Gateway, settings: Settings, zone_dsns: dict[str, str]
 ) -> None:
     """Audit records outlive erasure, so an erased subject's are this zone's own; a subject value
-    the zone never held (another zone's pseudonym) in `audit_events` fails the check (issue 11)."""
+    the zone never held (another zone's pseudonym) in `audit_events` fails the check."""
     await _enrol_with_readings(gateway, "MRN-AUDIT-1")
     erased = await _enrol_with_readings(gateway, "MRN-AUDIT-2")
     foreign = await gateway.enrol("eu", "MRN-AUDIT-EU")

@@ -116,7 +116,7 @@ NASTY_STRINGS: list[Any] = [
     "1e308",
     "NaN",
     # Control characters (PostgreSQL text/jsonb refuse NUL) and digits int() reads but no wire
-    # format writes (issue 11): superscript three, Arabic-Indic, fullwidth, Devanagari.
+    # format writes: superscript three, Arabic-Indic, fullwidth, Devanagari.
     "a\u0000b",
     "\u0001",
     "x\u001fy",

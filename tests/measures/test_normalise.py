@@ -90,7 +90,7 @@ def test_the_reading_keeps_the_payload_context() -> None:
     c = candidate()
     reading = accepted(c)
     assert reading.subject == c.subject
-    # Issue 11: the device keeps its id; its description becomes closed-table values.
+    # The device keeps its id; its description becomes closed-table values.
     assert reading.device == DeviceInfo(DEVICE_CANARY, model="other", manufacturer="other")
     assert (reading.vendor_record_id, reading.vendor_time) == (RECORD_CANARY, c.vendor_time)
     assert (reading.declared_zone, reading.offset_assumed, reading.end) == ("cn", False, None)

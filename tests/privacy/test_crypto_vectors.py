@@ -150,7 +150,7 @@ def test_encode_fields_keeps_field_boundaries() -> None:
     assert encode_fields("ab", "c") != encode_fields("a", "bc")
 
 
-# --- HKDF-SHA256 and AES-SIV (issue 6) -----------------------------------------------------------
+# --- HKDF-SHA256 and AES-SIV -----------------------------------------------------------
 # Production code uses neither yet: every key is a random 32-byte value from the zone key file,
 # and data keys are wrapped with AES-256-GCM under the zone's kek. They are pinned here because
 # the issue asks for them and because they are the planned next steps: HKDF (RFC 5869) to derive

@@ -59,7 +59,7 @@ def test_values_are_pinned_for_fixed_keys() -> None:
 
 
 PINNED = {
-    "subject": "s1-nipykccha2x65ddjap4xaqf7vt5ivnqn",  # encoding /2 (issue 6)
+    "subject": "s1-nipykccha2x65ddjap4xaqf7vt5ivnqn",  # encoding /2
     "device": "d1-vpionscze77pujcd5mwprglj7i3wbt3k",
     "blind": "b1-kapnp5voqdk3qhzq7kg5y3olkybl6iqi",
     "dedup": "o1-crrad2qaxowtvmdbdktyy32gzcyscw7w",
@@ -294,7 +294,7 @@ def test_aggregates_over_one_period_differ_by_statistic_and_raw_keys_do_not_chan
     assert pseudonyms.dedup_key(**common) not in (minimum, maximum)
 
 
-# --- keys from a vendor's record identity (issue 3) -------------------------------------------
+# --- keys from a vendor's record identity -------------------------------------------
 
 
 def test_record_keys_are_hmac_sha256_of_vendor_subject_measure_record_under_their_label() -> None:

@@ -1,4 +1,4 @@
-"""FHIR Bulk Data export of a study's de-identified extract (issue 5), over HTTP against real
+"""FHIR Bulk Data export of a study's de-identified extract, over HTTP against real
 zone databases: kick-off, polling, manifest, download, cancel, token rules, `_since`,
 `_typeFilter`, consent and cross-border refusals with their audit records, study pseudonyms that
 do not link, and a job that survives a restart of the gateway."""

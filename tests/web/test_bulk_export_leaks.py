@@ -1,7 +1,7 @@
 """A research extract carries nothing that identifies a subject or a reading: subjects enrolled
 with canary identifiers, names, device serials and models are exported, and no canary, no zone
 pseudonym, no stored id and no original timestamp appears in any output file, the manifest, any
-response or any log line (issue 5)."""
+response or any log line."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Enrolment with SMART Backend Services tokens (issue 4): a clinic client whose scopes grant
+"""Enrolment with SMART Backend Services tokens: a clinic client whose scopes grant
 enrolment enrols for its own site and zone; read-only, researcher and other-site tokens cannot."""
 
 from __future__ import annotations

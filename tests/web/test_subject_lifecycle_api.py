@@ -1,4 +1,4 @@
-"""Consent changes and erasure over HTTP, against real zone databases (issue 6)."""
+"""Consent changes and erasure over HTTP, against real zone databases."""
 
 from __future__ import annotations
 

@@ -169,7 +169,7 @@ def _feed(parser: expat.XMLParserType, data: bytes, *, final: bool) -> None:
         ) from None
 
 
-def _doctype(name: str, system_id: str | None, public_id: str | None, internal: int) -> None:
+def _doctype(_name: str, system_id: str | None, public_id: str | None, _internal: int) -> None:
     if system_id is not None or public_id is not None:
         raise _Refused("XML with an external DTD is refused")
 

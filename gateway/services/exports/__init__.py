@@ -1,4 +1,4 @@
-"""De-identified research extracts over FHIR Bulk Data Access 2.0 (issue 5), in the order a
+"""De-identified research extracts over FHIR Bulk Data Access 2.0, in the order a
 job runs:
 
     kickoff   kick-off (policy decision, audit, queued job), status, cancel

@@ -1,5 +1,5 @@
-"""Research export jobs as their client sees them, over FHIR Bulk Data Access 2.0 (issue 5;
-https://hl7.org/fhir/uv/bulkdata/STU2/export.html).
+"""Research export jobs as their client sees them, over FHIR Bulk Data Access 2.0
+(https://hl7.org/fhir/uv/bulkdata/STU2/export.html).
 
     kick_off      GET|POST /fhir/Group/{study}/$export: authorise the study's researcher client,
                   decide (gateway.residency.export_policy), audit the decision, queue a job

@@ -1,4 +1,4 @@
-"""One run of a research export job (issue 5), claimed by `gateway.services.exports.workers`
+"""One run of a research export job, claimed by `gateway.services.exports.workers`
 in the process serving the job's zone; an ExportRunner takes it from the queued request to its
 manifest:
 
@@ -200,7 +200,7 @@ class ExportRunner:
         request = ExportRequest.from_json(job.request)
         policy = _policy(study)
         subjects = await zone.db.exports.subjects()
-        # Consent is judged at export time (issue 5): re-decide; a withdrawal since kick-off wins.
+        # Consent is judged at export time: re-decide; a withdrawal since kick-off wins.
         decision = decide_export(
             study_terms(study),
             today=datetime.now(UTC).date(),

@@ -1,4 +1,4 @@
-"""The clinic FHIR R4 read API (issue 4), one module per resource type as in `web/fhir/`:
+"""The clinic FHIR R4 read API, one module per resource type as in `web/fhir/`:
 
     observation   read, vread, _history, search, $lastn (and _include of Patient and Device)
     patient       read, search

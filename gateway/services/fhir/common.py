@@ -1,4 +1,4 @@
-"""What the clinic FHIR R4 read API (issue 4) shares across Observation, Patient and Device.
+"""What the clinic FHIR R4 read API shares across Observation, Patient and Device.
 
 Every use case reads top to bottom as:
 

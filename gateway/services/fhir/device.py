@@ -1,4 +1,4 @@
-"""Device (issue 4): read and search (`_id`, `patient`, `identifier`) of the devices the site's
+"""Device: read and search (`_id`, `patient`, `identifier`) of the devices the site's
 subjects used."""
 
 from __future__ import annotations

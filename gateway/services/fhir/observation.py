@@ -1,4 +1,4 @@
-"""Observation (issue 4): read, vread, `_history`, search, `$lastn`; `_include` of the Patient
+"""Observation: read, vread, `_history`, search, `$lastn`; `_include` of the Patient
 and Device of the matches."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Patient (issue 4): read and search (`_id`, `identifier`). A Patient is pseudonymous: its id
+"""Patient: read and search (`_id`, `identifier`). A Patient is pseudonymous: its id
 is the zone pseudonym, its identifiers those its site enrolled, decrypted for the answer."""
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""FHIR R4 REST endpoints under /fhir (issue 4): metadata, Observation, Patient, Device."""
+"""FHIR R4 REST endpoints under /fhir: metadata, Observation, Patient, Device."""

@@ -1,4 +1,4 @@
-"""FHIR Bulk Data Access 2.0 export for research teams (issue 5): kick-off, status, cancel,
+"""FHIR Bulk Data Access 2.0 export for research teams: kick-off, status, cancel,
 file download. Translation only: gateway.fhir.bulk_parameters parses the kick-off,
 gateway.services.exports decides."""
 

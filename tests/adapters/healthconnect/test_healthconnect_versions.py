@@ -1,4 +1,4 @@
-"""Health Connect record versions over HTTP (issue 3): `metadata.clientRecordId` names the
+"""Health Connect record versions over HTTP: `metadata.clientRecordId` names the
 record, a higher `clientRecordVersion` replaces the stored value, the replaced one is history."""
 
 from __future__ import annotations

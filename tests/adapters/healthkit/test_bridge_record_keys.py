@@ -1,4 +1,4 @@
-"""HealthKit bridge samples are identified by their uuid (issue 3): real HTTP, real PostgreSQL."""
+"""HealthKit bridge samples are identified by their uuid: real HTTP, real PostgreSQL."""
 
 from __future__ import annotations
 

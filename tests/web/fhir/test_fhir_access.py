@@ -1,4 +1,4 @@
-"""Who sees what through /fhir (issue 4): a clinic sees only the subjects its own site enrolled,
+"""Who sees what through /fhir: a clinic sees only the subjects its own site enrolled,
 only in its zone; anything else looks exactly like a resource that does not exist. Patient and
 Device are pseudonymous. Every read and search is audited with parameter names, never values."""
 
@@ -129,7 +129,7 @@ async def test_device_read_and_search(fhir: Fhir, two_clinics: dict[str, Any]) -
     (device_id,) = ids(await fhir.search("Device", patient=two_clinics["mine"]))
     status, device = await fhir.get(f"/fhir/Device/{device_id}")
     assert status == 200
-    # Issue 11: the payload said "Acme" / "Watch 5", neither in gateway.devices' closed tables.
+    # The payload said "Acme" / "Watch 5", neither in gateway.devices' closed tables.
     assert device["manufacturer"] == "other"
     assert device["deviceName"][0]["name"] == "other"
     assert device["patient"]["reference"] == f"Patient/{two_clinics['mine']}"

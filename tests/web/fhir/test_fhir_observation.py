@@ -1,4 +1,4 @@
-"""FHIR R4 Observation read and search over HTTP (issue 4): every parameter, prefix and paging
+"""FHIR R4 Observation read and search over HTTP: every parameter, prefix and paging
 rule, with each response body validated against the R4B models."""
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ async def test_code_tokens(
     ("code", "expected"),
     [
         ("http://loinc.org|2708-6", 1),  # the first coding of SpO2
-        ("http://loinc.org|59408-5", 1),  # its second LOINC coding (issue 11)
+        ("http://loinc.org|59408-5", 1),  # its second LOINC coding
         ("59408-5", 1),
         ("urn:iso:std:iso:11073:10101|150456", 1),  # its MDC coding
         ("http://loinc.org|59408-5,http://loinc.org|8867-4", 6),
