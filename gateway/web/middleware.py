@@ -99,6 +99,11 @@ async def _render_errors(request: web.Request, handler: Handler) -> web.StreamRe
                 status=exc.status,
             )
         raise
+    except ConnectionResetError:
+        # The client went away mid-response (a Bulk Data download cut short): there is no one to
+        # answer and nothing went wrong here. aiohttp ends the connection quietly.
+        event(log, "http.client_gone", logging.INFO, request_id=request[REQUEST_ID])
+        raise
     except Exception:
         event(
             log,
