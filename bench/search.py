@@ -77,7 +77,7 @@ from bench.load import MRN_SYSTEM, SITE, latency_summary, subject_value
 from gateway.fhir.search import parse_search
 from gateway.privacy import ZoneKeyRing
 from gateway.services.maintenance import cluster_settled_partitions
-from gateway.storage import ZoneDatabase
+from gateway.storage import TransactionName, ZoneDatabase
 from gateway.storage.database import admin_connection
 from gateway.storage.fhir_search import LOINC, FhirSearchStore
 from gateway.storage.maintenance import open_maintenance
@@ -454,19 +454,19 @@ async def measure_searches(
 
 class RecordingPool:
     """Stands in for the store's pool: records the SQL and parameters the gateway's own
-    `FhirSearchStore` sends, and runs them on a real connection."""
+    `FhirSearchStore` sends (the operation's name aside), and runs them on a real connection."""
 
-    def __init__(self, pool: Any) -> None:
-        self._pool = pool
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
         self.statements: list[tuple[str, tuple[Any, ...]]] = []
 
-    async def fetch(self, sql: str, *args: Any) -> Any:
+    async def fetch(self, name: TransactionName, sql: str, *args: Any) -> Any:
         self.statements.append((sql, args))
-        return await self._pool.fetch(sql, *args)
+        return await self._conn.fetch(sql, *args)
 
-    async def fetchval(self, sql: str, *args: Any) -> Any:
+    async def fetchval(self, name: TransactionName, sql: str, *args: Any) -> Any:
         self.statements.append((sql, args))
-        return await self._pool.fetchval(sql, *args)
+        return await self._conn.fetchval(sql, *args)
 
 
 _NODE = re.compile(

@@ -70,6 +70,7 @@ async def open_zones(
                 command_timeout=settings.db_timeout_seconds,
                 writer_settings=writer,
                 on_batch=metrics.batch_size.labels(name).observe if metrics else None,
+                on_transaction=metrics.transaction_ended if metrics else None,
             )
             try:
                 # Before serving: a ring lacking a key version the data needs must not start.

@@ -69,6 +69,25 @@ class GatewayMetrics:
             buckets=_BATCH_BUCKETS,
             registry=self.registry,
         )
+        # Every database operation by its static name (gateway/storage/transactions.py), as
+        # synapse's `synapse_storage_transaction_time`: a slow or failing one shows up by name.
+        # Seconds from the call until its connection was handed back, waiting for one included.
+        self.transaction_duration = Histogram(
+            "gateway_db_transaction_duration_seconds",
+            "Database operations (transactions) by name: time from the call to the connection's "
+            "release",
+            ["zone", "name"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        # outcome error: the operation raised or was cancelled; its transaction rolled back.
+        self.transaction_failures = Counter(
+            "gateway_db_transactions_failed",
+            "Database operations (transactions) that raised or were cancelled, by name",
+            ["zone", "name"],
+            registry=self.registry,
+        )
+        self._transaction_durations: dict[tuple[str, str], Histogram] = {}
         self.enrolments = Counter(
             "gateway_subjects_enrolments",
             "Subject enrolments, by outcome",
@@ -106,6 +125,19 @@ class GatewayMetrics:
             ["zone", "type"],
             registry=self.registry,
         )
+
+    def transaction_ended(self, zone: str, name: str, seconds: float, outcome: str) -> None:
+        """One named database operation of a zone ended (storage/pool.py `TransactionObserver`).
+        Runs for every statement: the label children are looked up once per (zone, name)."""
+        key = (zone, name)
+        duration = self._transaction_durations.get(key)
+        if duration is None:
+            duration = self._transaction_durations[key] = self.transaction_duration.labels(
+                zone, name
+            )
+        duration.observe(seconds)
+        if outcome != "ok":
+            self.transaction_failures.labels(zone, name).inc()
 
     def export_ended(self, zone: str, outcome: str, released: Mapping[str, int]) -> None:
         self.export_jobs.labels(zone, outcome).inc()

@@ -528,6 +528,7 @@ def exported() -> dict[str, dict[str, set[str]]]:
     metrics.export_ended("cn", "failed", {})
     metrics.export_ended("cn", "completed", {"Observation": 2})
     metrics.watch_pools(lambda: {"cn": (3, 1, 10, 0)})
+    metrics.transaction_ended("cn", "subjects.insert", 0.01, "error")
     samples: dict[str, dict[str, set[str]]] = {}
     for family in metrics.registry.collect():
         for sample in family.samples:
@@ -565,6 +566,7 @@ def test_alert_rules_cover_the_operational_risks() -> None:
         "GatewayHighLatencyP99",
         "GatewayDatabasePoolSaturated",
         "GatewayExportJobsFailing",
+        "GatewayDatabaseTransactionSlowP99",
     }
     for name, alert in by_name.items():
         for key in ("expr:", "for:", "severity:", "summary:", "description:"):
@@ -579,6 +581,9 @@ def test_alert_rules_cover_the_operational_risks() -> None:
     assert "> 0.25" in latency
     assert "> 0.9" in by_name["GatewayDatabasePoolSaturated"]
     assert 'outcome="failed"' in by_name["GatewayExportJobsFailing"]
+    transaction = by_name["GatewayDatabaseTransactionSlowP99"]
+    assert "histogram_quantile(0.99," in transaction
+    assert "by (job, instance, zone, name, le)" in transaction
 
 
 # ------------------------------------------------------------------------------------ OpenAPI

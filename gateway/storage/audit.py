@@ -74,7 +74,7 @@ class AuditStore:
     async def append(self, draft: AuditDraft, seal: Callable[[ChainLink], bytes]) -> int:
         """Append one record after the current last one; returns its seq. Appends of one zone
         are serialised, so the chain never forks, whatever the number of gateway processes."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire("audit.append") as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _APPEND_LOCK_ID)
             # Read after the lock: under READ COMMITTED each statement sees every commit made
             # before it began, including the previous holder's append.
@@ -114,7 +114,7 @@ class AuditStore:
         """Every record in seq order, from one snapshot, through a server-side cursor. Close the
         iterator (`contextlib.aclosing`) when stopping early, to release its connection."""
         async with (
-            self._pool.stream() as conn,
+            self._pool.stream("audit.stream") as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             async for row in conn.cursor(_SELECT_ALL, prefetch=_STREAM_PREFETCH):
@@ -135,9 +135,9 @@ class AuditStore:
         """The seq of the record that follows the one whose MAC is `prev_mac`, if any is stored
         (used by `verify` to tell a moved record from a deleted one)."""
         seq = await self._pool.fetchval(
-            "SELECT seq FROM audit_events WHERE prev_mac = $1", prev_mac
+            "audit.successor_seq", "SELECT seq FROM audit_events WHERE prev_mac = $1", prev_mac
         )
         return None if seq is None else int(seq)
 
     async def count(self) -> int:
-        return int(await self._pool.fetchval("SELECT count(*) FROM audit_events"))
+        return int(await self._pool.fetchval("audit.count", "SELECT count(*) FROM audit_events"))

@@ -25,6 +25,7 @@ class CredentialStore:
 
     async def add(self, key_id: str, kind: CredentialKind, owner: str, secret_hash: bytes) -> None:
         await self._pool.execute(
+            "credentials.add",
             "INSERT INTO credentials (key_id, kind, owner, secret_hash) VALUES ($1, $2, $3, $4)",
             key_id,
             kind,
@@ -34,6 +35,7 @@ class CredentialStore:
 
     async def get(self, key_id: str) -> StoredCredential | None:
         row = await self._pool.fetchrow(
+            "credentials.get",
             """
             SELECT key_id, kind, owner, secret_hash, created_at, revoked_at
             FROM credentials WHERE key_id = $1
@@ -44,6 +46,7 @@ class CredentialStore:
 
     async def revoke(self, key_id: str) -> bool:
         status = await self._pool.execute(
+            "credentials.revoke",
             "UPDATE credentials SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL",
             key_id,
         )
@@ -51,9 +54,10 @@ class CredentialStore:
 
     async def list(self) -> list[StoredCredential]:
         rows = await self._pool.fetch(
+            "credentials.list",
             """
             SELECT key_id, kind, owner, secret_hash, created_at, revoked_at
             FROM credentials ORDER BY created_at
-            """
+            """,
         )
         return [StoredCredential(**dict(row)) for row in rows]

@@ -23,7 +23,7 @@ from gateway.storage.fhir_search import FhirSearchStore
 from gateway.storage.key_ring import KeyRingListener, KeyRingStore
 from gateway.storage.notifications import NotificationStore
 from gateway.storage.observations import ObservationStore
-from gateway.storage.pool import ZonePool
+from gateway.storage.pool import TransactionObserver, ZonePool
 from gateway.storage.residency import ResidencyStore
 from gateway.storage.smart import SmartClientStore
 from gateway.storage.studies import StudyStore
@@ -119,7 +119,10 @@ class ZoneDatabase:
         check_schema: bool = True,
         writer_settings: WriterSettings | None = None,
         on_batch: BatchObserver | None = None,
+        on_transaction: TransactionObserver | None = None,
     ) -> ZoneDatabase:
+        """Open the zone's pool. `on_batch` hears the size of each group-commit batch,
+        `on_transaction` the name, duration and outcome of each operation (storage/pool.py)."""
         try:
             raw = await asyncpg.create_pool(
                 dsn,
@@ -135,7 +138,7 @@ class ZoneDatabase:
         except Exception as exc:
             raise connect_failure(exc, zone) from exc
         # Every later use of the pool is one operation with one deadline (storage/pool.py).
-        pool = ZonePool(raw, command_timeout)
+        pool = ZonePool(raw, command_timeout, zone=zone, observer=on_transaction)
         database = cls(
             zone,
             pool,
@@ -147,7 +150,7 @@ class ZoneDatabase:
         )
         if check_schema:
             try:
-                async with pool.acquire() as conn:
+                async with pool.acquire("database.check_schema") as conn:
                     await schema.check_version(conn, zone)
             except BaseException:
                 await pool.close()
@@ -164,8 +167,8 @@ class ZoneDatabase:
         """Whether the database answers `SELECT 1` within `limit_seconds`, everything included
         (a free connection, or a new one, and handing it back)."""
         try:
-            async with self._pool.operation(limit_seconds):
-                await self._pool.fetchval("SELECT 1")
+            async with self._pool.operation("database.ping", limit_seconds):
+                await self._pool.fetchval("database.select_one", "SELECT 1")
         except ZoneUnavailable:
             return False
         return True

@@ -14,6 +14,7 @@ class DeadLetterStore:
         if not letters:
             return
         await self._pool.execute(
+            "dead_letters.add_many",
             """
             INSERT INTO dead_letters (request_id, vendor, source_format, item_index, code, reason)
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[],
@@ -28,5 +29,8 @@ class DeadLetterStore:
         )
 
     async def count_by_code(self) -> dict[str, int]:
-        rows = await self._pool.fetch("SELECT code, count(*) AS n FROM dead_letters GROUP BY code")
+        rows = await self._pool.fetch(
+            "dead_letters.count_by_code",
+            "SELECT code, count(*) AS n FROM dead_letters GROUP BY code",
+        )
         return {row["code"]: int(row["n"]) for row in rows}

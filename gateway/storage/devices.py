@@ -32,6 +32,7 @@ class DeviceStore:
         if not fresh:
             return
         await self._pool.execute(
+            "devices.record",
             """
             INSERT INTO devices (subject, pseudonym, model, manufacturer, first_seen)
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],

@@ -80,6 +80,7 @@ class ExportJobStore:
         expires_at: datetime,
     ) -> None:
         await self._pool.execute(
+            "exports.create",
             """
             INSERT INTO export_jobs (id, study, client, state, request, transaction_time,
                                      expires_at)
@@ -96,6 +97,7 @@ class ExportJobStore:
     async def get(self, job_id: str, now: datetime) -> StoredJob | None:
         """The job, unless cancelled or expired (both are gone as far as clients can tell)."""
         row = await self._pool.fetchrow(
+            "exports.get",
             f"SELECT {_JOB_COLUMNS} FROM export_jobs "  # noqa: S608 - fixed columns
             "WHERE id = $1 AND state <> 'cancelled' AND expires_at > $2",
             job_id,
@@ -107,6 +109,7 @@ class ExportJobStore:
         """Record a status request; False when the previous one was less than
         `min_interval_seconds` ago (the client polls too fast)."""
         updated = await self._pool.fetchval(
+            "exports.poll",
             """
             UPDATE export_jobs SET last_polled_at = $2
             WHERE id = $1
@@ -125,6 +128,7 @@ class ExportJobStore:
         process died), and lease it to the caller. SKIP LOCKED: concurrent workers of the zone
         (several processes) each get a different job, never wait on each other."""
         row = await self._pool.fetchrow(
+            "exports.claim",
             f"""
             UPDATE export_jobs j
             SET state = 'running', lease_until = now() + make_interval(secs => $1::float8),
@@ -145,6 +149,7 @@ class ExportJobStore:
         """Report progress and extend the lease; False when the job is no longer running here
         (cancelled, expired or deleted): the worker stops."""
         updated = await self._pool.fetchval(
+            "exports.renew",
             """
             UPDATE export_jobs
             SET progress = $2, lease_until = now() + make_interval(secs => $3::float8),
@@ -161,6 +166,7 @@ class ExportJobStore:
     async def requeue(self, job_id: str) -> None:
         """Give a running job back (graceful shutdown): the next worker starts it again."""
         await self._pool.execute(
+            "exports.requeue",
             "UPDATE export_jobs SET state = 'queued', lease_until = NULL, updated_at = now() "
             "WHERE id = $1 AND state = 'running'",
             job_id,
@@ -168,6 +174,7 @@ class ExportJobStore:
 
     async def finish(self, job_id: str, manifest: bytes) -> bool:
         updated = await self._pool.fetchval(
+            "exports.finish",
             """
             UPDATE export_jobs SET state = 'done', manifest = $2, progress = 'done',
                 lease_until = NULL, updated_at = now()
@@ -180,7 +187,7 @@ class ExportJobStore:
         return bool(updated)
 
     async def fail(self, job_id: str, error: str) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire("exports.fail") as conn, conn.transaction():
             await conn.execute("DELETE FROM export_file_chunks WHERE job = $1", job_id)
             await conn.execute("DELETE FROM export_files WHERE job = $1", job_id)
             await conn.execute(
@@ -192,7 +199,7 @@ class ExportJobStore:
 
     async def cancel(self, job_id: str, client: str, now: datetime) -> bool:
         """Cancel a job of `client` and delete its files; False when there is none to cancel."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire("exports.cancel") as conn, conn.transaction():
             cancelled = await conn.fetchval(
                 """
                 UPDATE export_jobs SET state = 'cancelled', lease_until = NULL, updated_at = now()
@@ -211,6 +218,7 @@ class ExportJobStore:
     async def delete_expired(self, now: datetime) -> int:
         """Delete jobs past their expiry, and cancelled ones, with their files."""
         deleted = await self._pool.fetch(
+            "exports.delete_expired",
             "DELETE FROM export_jobs WHERE expires_at <= $1 OR state = 'cancelled' RETURNING id",
             now,
         )
@@ -220,12 +228,13 @@ class ExportJobStore:
 
     async def reset_files(self, job_id: str) -> None:
         """Remove what an interrupted run of the job wrote: a resumed job starts over."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire("exports.reset_files") as conn, conn.transaction():
             await conn.execute("DELETE FROM export_file_chunks WHERE job = $1", job_id)
             await conn.execute("DELETE FROM export_files WHERE job = $1", job_id)
 
     async def write_chunk(self, job_id: str, name: str, seq: int, content: bytes) -> None:
         await self._pool.execute(
+            "exports.write_chunk",
             "INSERT INTO export_file_chunks (job, name, seq, content) VALUES ($1, $2, $3, $4)",
             job_id,
             name,
@@ -235,6 +244,7 @@ class ExportJobStore:
 
     async def add_file(self, job_id: str, file: StoredFile) -> None:
         await self._pool.execute(
+            "exports.add_file",
             "INSERT INTO export_files (job, name, type, sha256, count, bytes) "
             "VALUES ($1, $2, $3, $4, $5, $6)",
             job_id,
@@ -247,6 +257,7 @@ class ExportJobStore:
 
     async def file(self, job_id: str, name: str) -> StoredFile | None:
         row = await self._pool.fetchrow(
+            "exports.file",
             "SELECT name, type, sha256, count, bytes FROM export_files "
             "WHERE job = $1 AND name = $2",
             job_id,
@@ -259,6 +270,7 @@ class ExportJobStore:
         seq = 0
         while True:
             content = await self._pool.fetchval(
+                "exports.chunks",
                 "SELECT content FROM export_file_chunks WHERE job = $1 AND name = $2 AND seq = $3",
                 job_id,
                 name,
@@ -274,6 +286,7 @@ class ExportJobStore:
     async def subjects(self) -> list[ExportSubject]:
         """Every subject of the zone with its consent flags (consent is judged by the caller)."""
         rows = await self._pool.fetch(
+            "exports.subjects",
             """
             SELECT pseudonym, site, research_consent, cross_border_consent, k.kek_version,
                    k.wrapped_key, identity, enrolled_at
@@ -281,13 +294,14 @@ class ExportJobStore:
             FROM subjects JOIN subject_keys k ON k.subject = pseudonym
             WHERE erasure_started_at IS NULL
             ORDER BY pseudonym
-            """
+            """,
         )
         return [ExportSubject(**dict(row)) for row in rows]
 
     async def devices(self, subjects: Sequence[str]) -> list[tuple[str, str, str | None]]:
         """(subject, device pseudonym, model) of every device linked to one of `subjects`."""
         rows = await self._pool.fetch(
+            "exports.devices",
             "SELECT subject, pseudonym, model FROM devices WHERE subject = ANY($1::text[]) "
             "ORDER BY subject, pseudonym",
             list(subjects),
@@ -308,7 +322,7 @@ class ExportJobStore:
         REPEATABLE READ transaction: one consistent snapshot, `_PREFETCH` rows in memory at a
         time."""
         async with (
-            self._pool.stream() as conn,
+            self._pool.stream("exports.observations") as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             cursor = conn.cursor(

@@ -241,6 +241,7 @@ class FhirSearchStore:
 
     async def observation(self, site: str, observation_id: str) -> StoredObservation | None:
         row = await self._pool.fetchrow(
+            "fhir_search.observation",
             f"""
             SELECT {_OBSERVATION_COLUMNS}, o.effective_start AS sort_value
             FROM observations o JOIN subjects s ON s.pseudonym = o.subject AND s.site = $1
@@ -256,6 +257,7 @@ class FhirSearchStore:
     ) -> list[ObservationVersion]:
         """Every version of an Observation, newest first (the current one, then its history)."""
         rows = await self._pool.fetch(
+            "fhir_search.observation_versions",
             """
             SELECT coalesce(o.version, 0) AS version, o.resource, true AS current, o.issued
             FROM observations o JOIN subjects s ON s.pseudonym = o.subject AND s.site = $1
@@ -299,6 +301,7 @@ class FhirSearchStore:
             where.append(f"({column}, o.id) {'<' if descending else '>'} ({value}, {last_id})")
         limit_bind = binds.add(limit, "int8")
         rows = await self._pool.fetch(
+            "fhir_search.search_observations",
             f"""
             SELECT {_OBSERVATION_COLUMNS}, {column} AS sort_value
             FROM observations o JOIN subjects s ON s.pseudonym = o.subject AND s.site = $1
@@ -314,6 +317,7 @@ class FhirSearchStore:
         binds, where = self._observation_where(site, request)
         return int(
             await self._pool.fetchval(
+                "fhir_search.count_observations",
                 f"""
                 SELECT count(*)
                 FROM observations o JOIN subjects s ON s.pseudonym = o.subject AND s.site = $1
@@ -334,6 +338,7 @@ class FhirSearchStore:
         where = [_observation_clause(binds, clause) for clause in request.clauses]
         limit = binds.add(max_per_code, "int8")
         rows = await self._pool.fetch(
+            "fhir_search.last_n",
             f"""
             WITH pairs AS (
                 SELECT DISTINCT o.subject, o.code
@@ -365,6 +370,7 @@ class FhirSearchStore:
     ) -> list[SiteSubject]:
         """Subjects of `site`, by pseudonym; `pseudonyms` None: all of them."""
         rows = await self._pool.fetch(
+            "fhir_search.subjects",
             """
             SELECT pseudonym, enrolled_at, k.kek_version, k.wrapped_key, identity
             -- Data keys live apart (migration 0008); a subject whose erasure has begun is gone.
@@ -385,6 +391,7 @@ class FhirSearchStore:
     async def site_subjects(self, site: str, pseudonyms: Sequence[str]) -> list[ZoneSubject]:
         """Those of `pseudonyms` that name a subject of `site` in this zone (not being erased)."""
         rows = await self._pool.fetch(
+            "fhir_search.site_subjects",
             """
             SELECT pseudonym FROM subjects
             WHERE site = $1 AND pseudonym = ANY($2::text[]) AND erasure_started_at IS NULL
@@ -398,6 +405,7 @@ class FhirSearchStore:
     async def count_subjects(self, site: str, pseudonyms: Sequence[str] | None) -> int:
         return int(
             await self._pool.fetchval(
+                "fhir_search.count_subjects",
                 """
                 SELECT count(*) FROM subjects
                 WHERE site = $1 AND ($2::text[] IS NULL OR pseudonym = ANY($2::text[]))
@@ -422,6 +430,7 @@ class FhirSearchStore:
         """Devices used by subjects of `site` (restricted to `subjects` when given), one per
         pseudonym, with the first such subject seen using it."""
         rows = await self._pool.fetch(
+            "fhir_search.devices",
             """
             SELECT DISTINCT ON (d.pseudonym)
                    d.pseudonym, d.subject, d.model, d.manufacturer, d.first_seen
@@ -445,6 +454,7 @@ class FhirSearchStore:
     ) -> int:
         return int(
             await self._pool.fetchval(
+                "fhir_search.count_devices",
                 """
                 SELECT count(DISTINCT d.pseudonym)
                 FROM devices d JOIN subjects s ON s.pseudonym = d.subject AND s.site = $1

@@ -134,17 +134,17 @@ class KeyRingStore:
         self._pool = pool
 
     async def state(self) -> KeyRingState:
-        return _state(await self._pool.fetchrow(_SELECT_STATE))
+        return _state(await self._pool.fetchrow("key_ring.state", _SELECT_STATE))
 
     async def publish(self, active: Mapping[str, int], fingerprint: str) -> KeyRingState:
         """Raise the published active versions to at least `active` (never lower one). When that
         changes anything: a new generation, announced on KEY_RING_CHANNEL. Returns the state."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire("key_ring.publish") as conn, conn.transaction():
             return await _publish(conn, active, fingerprint, retired=None)
 
     async def heartbeat(self, report: InstanceReport, lease_seconds: float) -> None:
         """Record (or renew) a running gateway's ring and lease; drops rows whose lease ran out."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire("key_ring.heartbeat") as conn, conn.transaction():
             await conn.execute(
                 """
                 INSERT INTO gateway_instances AS g (instance, host, pid, expires_at, generation,
@@ -167,10 +167,12 @@ class KeyRingStore:
             await conn.execute("DELETE FROM gateway_instances WHERE expires_at <= now()")
 
     async def deregister(self, instance: str) -> None:
-        await self._pool.execute("DELETE FROM gateway_instances WHERE instance = $1", instance)
+        await self._pool.execute(
+            "key_ring.deregister", "DELETE FROM gateway_instances WHERE instance = $1", instance
+        )
 
     async def live_instances(self) -> list[LiveInstance]:
-        return _live(await self._pool.fetch(_LIVE))
+        return _live(await self._pool.fetch("key_ring.live_instances", _LIVE))
 
     @asynccontextmanager
     async def retiring_kek(
@@ -182,7 +184,7 @@ class KeyRingStore:
         Yields the data keys still under `version` and the live gateway instances; whatever the
         caller does inside (destroying the key, `record`) happens before anyone can wrap again.
         `TableBusy` when the locks cannot be had in time."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire("key_ring.retiring_kek") as conn, conn.transaction():
             await conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_seconds * 1000)}")
             try:
                 await conn.execute("LOCK TABLE subject_keys IN SHARE MODE")

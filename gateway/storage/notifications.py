@@ -16,6 +16,7 @@ class NotificationStore:
     ) -> bool:
         """Record a pending fetch; False when the same notification is already recorded."""
         inserted = await self._pool.fetchval(
+            "notifications.add_withings",
             """
             INSERT INTO withings_notifications (subject, appli, start_time, end_time)
             VALUES ($1, $2, $3, $4)

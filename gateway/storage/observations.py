@@ -134,7 +134,7 @@ class ObservationStore:
         missing = {_month_start(m) for m in moments} - self._known_partitions
         if not missing:
             return
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire("observations.ensure_partitions") as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _PARTITION_LOCK_ID)
             for month in sorted(missing):
                 # Through the table owner's function (migration 0012): the gateway's own role
@@ -167,6 +167,7 @@ class ObservationStore:
 
     async def _insert_unversioned(self, rows: Sequence[ObservationRow]) -> list[bool]:
         returned = await self._pool.fetch(
+            "observations.insert_unversioned",
             _INSERT,
             [row.subject for row in rows],
             [row.id for row in rows],
@@ -190,7 +191,7 @@ class ObservationStore:
         locked first, so concurrent versions of one record are applied one after the other and
         converge on the highest, with every other version in the history."""
         subjects, ids = [row.subject for row in rows], [row.id for row in rows]
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire("observations.upsert_versioned") as conn, conn.transaction():
             await conn.execute(_LOCK_RECORDS, _RECORD_LOCK_CLASS, subjects, ids)
             # Read after the locks: READ COMMITTED takes a new snapshot per statement, so this
             # sees every version committed by whoever held a lock before us.
@@ -243,12 +244,13 @@ class ObservationStore:
 
     async def get(self, observation_id: str) -> bytes | None:
         resource = await self._pool.fetchval(
-            "SELECT resource FROM observations WHERE id = $1", observation_id
+            "observations.get", "SELECT resource FROM observations WHERE id = $1", observation_id
         )
         return bytes(resource) if resource is not None else None
 
     async def for_subject(self, subject: str, limit: int = 100) -> list[bytes]:
         rows = await self._pool.fetch(
+            "observations.for_subject",
             """
             SELECT resource FROM observations WHERE subject = $1
             ORDER BY effective_start DESC LIMIT $2
@@ -259,4 +261,6 @@ class ObservationStore:
         return [bytes(row["resource"]) for row in rows]
 
     async def count(self) -> int:
-        return int(await self._pool.fetchval("SELECT count(*) FROM observations"))
+        return int(
+            await self._pool.fetchval("observations.count", "SELECT count(*) FROM observations")
+        )

@@ -38,7 +38,7 @@ class ResidencyStore:
     async def counts(self, since: datetime) -> ResidencyCounts:
         """One REPEATABLE READ snapshot, so the numbers describe one moment."""
         async with (
-            self._pool.acquire() as conn,
+            self._pool.acquire("residency.counts") as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             subjects = await conn.fetchval("SELECT count(*) FROM subjects")
@@ -89,7 +89,7 @@ class ResidencyStore:
         zone holds or erased): a copy from another zone's database, or an orphan. Only tables
         with offenders are listed."""
         offenders: dict[str, int] = {}
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire("residency.foreign_rows") as conn:
             for table, column in _SUBJECT_ROWS:
                 # Names come from the literal table in gateway/storage/subjects.py.
                 found = await conn.fetchval(

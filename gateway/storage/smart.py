@@ -52,6 +52,7 @@ class SmartClientStore:
         scopes: Sequence[str],
     ) -> None:
         await self._pool.execute(
+            "smart.add",
             """
             INSERT INTO smart_clients (client_id, zone, site, role, jwks, scopes)
             VALUES ($1, $2, $3, $4, $5, $6)
@@ -66,6 +67,7 @@ class SmartClientStore:
 
     async def get(self, client_id: str) -> StoredClient | None:
         row = await self._pool.fetchrow(
+            "smart.get",
             """
             SELECT client_id, zone, site, role, jwks, scopes, created_at, revoked_at
             FROM smart_clients WHERE client_id = $1
@@ -81,7 +83,7 @@ class SmartClientStore:
 
     async def revoke(self, client_id: str) -> bool:
         """Revoke the client and, with it, every access token it holds."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire("smart.revoke") as conn, conn.transaction():
             status = await conn.execute(
                 """
                 UPDATE smart_clients SET revoked_at = now()
@@ -96,6 +98,7 @@ class SmartClientStore:
         """Record an assertion id; False if the client already used it and that use has not
         expired yet (a replay). An id whose earlier use has expired may be used again."""
         row = await self._pool.fetchrow(
+            "smart.use_jti",
             """
             INSERT INTO used_jtis AS used (client_id, jti, expires_at) VALUES ($1, $2, $3)
             ON CONFLICT (client_id, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at
@@ -119,7 +122,7 @@ class SmartClientStore:
     ) -> None:
         """Store a new token and purge what has expired (tokens, and assertion ids that can no
         longer be replayed): issuing is rare enough to carry the clean-up."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire("smart.add_access_token") as conn, conn.transaction():
             await conn.execute(
                 """
                 INSERT INTO access_tokens (token_hash, client_id, scopes, expires_at)
@@ -135,6 +138,7 @@ class SmartClientStore:
 
     async def access_token(self, token_hash: bytes) -> StoredAccessToken | None:
         row = await self._pool.fetchrow(
+            "smart.access_token",
             """
             SELECT t.client_id, c.site, c.role, t.scopes, t.expires_at,
                    c.revoked_at AS client_revoked_at

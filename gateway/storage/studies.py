@@ -56,6 +56,7 @@ class StudyStore:
     async def add(self, study: StoredStudy) -> None:
         try:
             await self._pool.execute(
+                "studies.add",
                 f"INSERT INTO studies ({_STUDY_COLUMNS}) VALUES "  # noqa: S608 - fixed columns
                 "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
                 study.id,
@@ -81,6 +82,7 @@ class StudyStore:
 
     async def get(self, study_id: str) -> StoredStudy | None:
         row = await self._pool.fetchrow(
+            "studies.get",
             f"SELECT {_STUDY_COLUMNS} FROM studies WHERE id = $1",  # noqa: S608 - fixed columns
             study_id,
         )

@@ -63,7 +63,7 @@ class SubjectStore:
     async def insert(self, subject: StoredSubject, blind_indexes: Sequence[str]) -> ZoneSubject:
         """Store a subject and its blind-index entries in one transaction; `AlreadyEnrolled`
         when the pseudonym or any identifier is taken (the transaction leaves nothing)."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire("subjects.insert") as conn, conn.transaction():
             try:
                 await conn.execute(
                     """
@@ -104,6 +104,7 @@ class SubjectStore:
         if not blind_indexes:
             return {}
         rows = await self._pool.fetch(
+            "subjects.resolve",
             "SELECT blind_index, subject FROM subject_identifiers WHERE blind_index = ANY($1)",
             list(set(blind_indexes)),
         )
@@ -111,6 +112,7 @@ class SubjectStore:
 
     async def get(self, pseudonym: str) -> StoredSubject | None:
         row = await self._pool.fetchrow(
+            "subjects.get",
             """
             SELECT s.pseudonym, s.site, s.research_consent, s.cross_border_consent,
                    k.kek_version, k.wrapped_key, s.identity, s.enrolled_at
@@ -122,7 +124,7 @@ class SubjectStore:
         return StoredSubject(**dict(row)) if row else None
 
     async def count(self) -> int:
-        return int(await self._pool.fetchval("SELECT count(*) FROM subjects"))
+        return int(await self._pool.fetchval("subjects.count", "SELECT count(*) FROM subjects"))
 
     # --- key rotation (issue 6) -----------------------------------------------------------------
     # Wrapped data keys live in `subject_keys` (migration 0008). Every statement below
@@ -134,6 +136,7 @@ class SubjectStore:
         than `observations`): run once at start-up, where a complete answer matters more than a
         few hundred milliseconds."""
         row = await self._pool.fetchrow(
+            "subjects.key_versions_in_use",
             """
             SELECT
               (SELECT coalesce(array_agg(DISTINCT kek_version), '{}') FROM subject_keys)
@@ -144,7 +147,7 @@ class SubjectStore:
               (SELECT coalesce(array_agg(DISTINCT
                   substring(blind_index FROM '^b([0-9]+)-')::int), '{}')
                  FROM subject_identifiers WHERE blind_index ~ '^b[0-9]+-') AS blind_index
-            """
+            """,
         )
         assert row is not None  # noqa: S101 — a SELECT without FROM always returns one row
         return KeyVersionsInUse(
@@ -157,7 +160,9 @@ class SubjectStore:
         """How many data keys are still wrapped under a kek version older than `kek_version`."""
         return int(
             await self._pool.fetchval(
-                "SELECT count(*) FROM subject_keys WHERE kek_version < $1", kek_version
+                "subjects.count_wrapped_below",
+                "SELECT count(*) FROM subject_keys WHERE kek_version < $1",
+                kek_version,
             )
         )
 
@@ -168,6 +173,7 @@ class SubjectStore:
         order after `after` (keyset paging on the primary key, so each batch is an index range
         scan however far the rotation has got)."""
         rows = await self._pool.fetch(
+            "subjects.wrapped_keys_batch",
             """
             SELECT subject, kek_version, wrapped_key FROM subject_keys
             WHERE ($1::text IS NULL OR subject > $1) AND kek_version < $3
@@ -185,7 +191,7 @@ class SubjectStore:
         rewrapped by someone else meanwhile is left alone. Returns the rows replaced."""
         if len(old) != len(new):
             raise ValueError("old and new wrapped keys must pair up")
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire("subjects.rewrap") as conn, conn.transaction():
             try:
                 replaced = await self._rewrap(conn, old, new)
             except asyncpg.PostgresError as exc:
@@ -234,7 +240,7 @@ class SubjectStore:
         `consent_changes` with `actor`, in one transaction: the history can never miss a change.
         None when no subject of `site` (any site: None) has this pseudonym, or it is being
         erased."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire("subjects.change_consent") as conn, conn.transaction():
             row = await conn.fetchrow(
                 """
                 UPDATE subjects
@@ -272,6 +278,7 @@ class SubjectStore:
 
     async def consent_history(self, pseudonym: str) -> list[ConsentChange]:
         rows = await self._pool.fetch(
+            "subjects.consent_history",
             """
             SELECT s.site, c.changed_at, c.research, c.cross_border, c.actor
             FROM consent_changes c JOIN subjects s ON s.pseudonym = c.subject
@@ -285,7 +292,9 @@ class SubjectStore:
         """The subject's site and erasure mark, whatever step its erasure has reached (None once
         its row is gone, or if it never existed)."""
         row = await self._pool.fetchrow(
-            "SELECT site, erasure_started_at FROM subjects WHERE pseudonym = $1", pseudonym
+            "subjects.erasure_target",
+            "SELECT site, erasure_started_at FROM subjects WHERE pseudonym = $1",
+            pseudonym,
         )
         return (
             ErasureTarget(ZoneSubject(pseudonym), row["site"], row["erasure_started_at"])
@@ -299,6 +308,7 @@ class SubjectStore:
         """(subject, site, phase) from the latest `erase` audit record of this pseudonym, if any:
         the only trace an erased subject leaves (partial index of migration 0008)."""
         row = await self._pool.fetchrow(
+            "subjects.last_erasure_record",
             """
             SELECT detail ->> 'site' AS site, detail ->> 'phase' AS phase FROM audit_events
             WHERE action = 'erase' AND subject = $1 ORDER BY seq DESC LIMIT 1
@@ -311,7 +321,7 @@ class SubjectStore:
         """Erasure step 1: mark the subject as being erased and remove its blind-index entries,
         in one transaction, so no new reading resolves to it. Keeps the first mark's time.
         False when the subject row is gone."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire("subjects.mark_erasing") as conn, conn.transaction():
             marked = await conn.fetchval(
                 """
                 UPDATE subjects SET erasure_started_at = coalesce(erasure_started_at, now())
@@ -325,7 +335,7 @@ class SubjectStore:
     async def destroy_data_key(self, pseudonym: str) -> bool:
         """Erasure step 2 (crypto-shredding): delete the wrapped data key and blank the identity
         ciphertext, in one transaction. True when a key was still there."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire("subjects.destroy_data_key") as conn, conn.transaction():
             status = await conn.execute("DELETE FROM subject_keys WHERE subject = $1", pseudonym)
             await conn.execute(
                 "UPDATE subjects SET identity = ''::bytea WHERE pseudonym = $1", pseudonym
@@ -336,7 +346,7 @@ class SubjectStore:
         """Erasure step 3: every row of the subject in the zone, the subject row last, in one
         transaction (all or nothing). Returns rows deleted per table (none: already gone)."""
         removed: dict[str, int] = {}
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire("subjects.delete_subject_rows") as conn, conn.transaction():
             for table, column in SUBJECT_TABLES:
                 # Table and column names come from the literal table above, never from input.
                 status = await conn.execute(

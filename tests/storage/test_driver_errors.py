@@ -29,7 +29,7 @@ async def test_a_statement_past_its_deadline_is_database_unavailable(
 ) -> None:
     pool = ZonePool(raw_pool, timeout=0.2)
     with pytest.raises(DatabaseUnavailable) as raised:
-        await pool.fetchval("SELECT pg_sleep(60)")
+        await pool.fetchval("database.select_one", "SELECT pg_sleep(60)")
     assert isinstance(raised.value.__cause__, TimeoutError)
 
 
@@ -38,15 +38,15 @@ async def test_an_enclosing_operation_past_its_deadline_is_database_unavailable(
 ) -> None:
     pool = ZonePool(raw_pool, timeout=60)
     with pytest.raises(DatabaseUnavailable) as raised:
-        async with pool.operation(0.2):
-            await pool.fetchval("SELECT pg_sleep(60)")
+        async with pool.operation("database.ping", 0.2):
+            await pool.fetchval("database.select_one", "SELECT pg_sleep(60)")
     assert isinstance(raised.value.__cause__, TimeoutError)
 
 
 async def test_a_statement_postgresql_refused_is_not_translated(raw_pool: asyncpg.Pool) -> None:
     pool = ZonePool(raw_pool, timeout=60)
     with pytest.raises(asyncpg.DivisionByZeroError):
-        await pool.fetchval("SELECT 1 / 0")
+        await pool.fetchval("database.select_one", "SELECT 1 / 0")
 
 
 async def test_a_database_that_refuses_connections_is_database_unavailable_to_a_store(

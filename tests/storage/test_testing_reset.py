@@ -157,7 +157,8 @@ async def test_after_a_reset_the_gateways_own_connections_still_meet_the_trigger
     try:
         for statement in ("DELETE FROM audit_events", "TRUNCATE audit_events"):
             with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
-                async with db._pool.acquire() as conn:  # its own pool, as a handler's query
+                # Its own pool, as a handler's query.
+                async with db._pool.acquire("audit.append") as conn:
                     await conn.execute(statement)
     finally:
         await db.close()
