@@ -98,12 +98,12 @@ class ZoneDatabase:
         self.credentials = CredentialStore(pool)
         self.dead_letters = DeadLetterStore(pool)
         self.smart = SmartClientStore(pool)
-        self.fhir_search = FhirSearchStore(pool)  # FHIR reads and searches (issue 4)
+        self.fhir_search = FhirSearchStore(pool)  # FHIR reads and searches
         self.devices = DeviceStore(pool)
         self.notifications = NotificationStore(pool)
         self.audit = AuditStore(pool)
-        self.residency = ResidencyStore(pool)  # residency report (issue 6)
-        self.studies = StudyStore(pool)  # research extracts (issue 5)
+        self.residency = ResidencyStore(pool)  # residency report
+        self.studies = StudyStore(pool)  # research extracts
         self.exports = ExportJobStore(pool)
         self.key_ring = KeyRingStore(pool)  # key rotation across processes (migration 0010)
 

@@ -27,10 +27,3 @@ class DeadLetterStore:
             [str(letter.code) for letter in letters],
             [letter.reason for letter in letters],
         )
-
-    async def count_by_code(self) -> dict[str, int]:
-        rows = await self._pool.fetch(
-            "dead_letters.count_by_code",
-            "SELECT code, count(*) AS n FROM dead_letters GROUP BY code",
-        )
-        return {row["code"]: int(row["n"]) for row in rows}

@@ -1,6 +1,6 @@
 """What the driver's exceptions mean, translated into the gateway's error tree here, at the
 storage boundary: above storage, a database that stopped answering is `DatabaseUnavailable`
-(503 zone-unavailable), and nothing outside this package inspects asyncpg exceptions (issue 12).
+(503 zone-unavailable), and nothing outside this package inspects asyncpg exceptions.
 A statement PostgreSQL refused (a bug or bad data) is not translated: it stays the driver's
 error, which the web layer answers with a 500 that says nothing of the input."""
 

@@ -1,4 +1,4 @@
-"""FHIR reads and searches of one zone database (issue 4). Every query is scoped to one enrolling
+"""FHIR reads and searches of one zone database. Every query is scoped to one enrolling
 site: rows of another site's subjects are never read, so they cannot leak into a page, a count or
 an include.
 
@@ -168,7 +168,7 @@ _MEASURES_BY_CODING: Final = _measures_by_coding()
 
 def _code_predicate(binds: _Binds, token: Token) -> str:
     # R4 search.html §2.1.1.4.5 token: `[system]|[code]` matches when ANY coding of the
-    # CodeableConcept has that system and code, not only the first one (issue 11).
+    # CodeableConcept has that system and code, not only the first one.
     if token.system == "":
         return "false"  # every coding the gateway writes has a system
     measures = _MEASURES_BY_CODING.get((token.system, token.code))

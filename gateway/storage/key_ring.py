@@ -171,9 +171,6 @@ class KeyRingStore:
             "key_ring.deregister", "DELETE FROM gateway_instances WHERE instance = $1", instance
         )
 
-    async def live_instances(self) -> list[LiveInstance]:
-        return _live(await self._pool.fetch("key_ring.live_instances", _LIVE))
-
     @asynccontextmanager
     async def retiring_kek(
         self, version: int, *, lock_timeout_seconds: float = 5.0

@@ -15,7 +15,7 @@ _RECORD_LOCK_CLASS = 0x5747_0003
 
 # Rows go in primary-key order: two concurrent batches sharing readings then wait on each other's
 # uncommitted keys in the same order and cannot deadlock (40P01), which unordered inserts did
-# under sustained ingest with the writer's concurrent batches (issue 8's fault tests). The
+# under sustained ingest with the writer's concurrent batches (tests/faults). The
 # ordinality keeps the first copy of a key within a batch the one stored.
 _INSERT = """
 INSERT INTO observations (subject, id, code, device, effective_start, effective_end, issued,
@@ -247,18 +247,6 @@ class ObservationStore:
             "observations.get", "SELECT resource FROM observations WHERE id = $1", observation_id
         )
         return bytes(resource) if resource is not None else None
-
-    async def for_subject(self, subject: str, limit: int = 100) -> list[bytes]:
-        rows = await self._pool.fetch(
-            "observations.for_subject",
-            """
-            SELECT resource FROM observations WHERE subject = $1
-            ORDER BY effective_start DESC LIMIT $2
-            """,
-            subject,
-            limit,
-        )
-        return [bytes(row["resource"]) for row in rows]
 
     async def count(self) -> int:
         return int(

@@ -1,4 +1,4 @@
-"""A zone's connection pool with ONE deadline per database operation (issue 11, item 13).
+"""A zone's connection pool with ONE deadline per database operation.
 
 asyncpg bounds each stage on its own: opening a connection by `timeout`, a statement by
 `command_timeout`; and a statement that timed out (or whose task was cancelled) is followed by a

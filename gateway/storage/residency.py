@@ -1,4 +1,4 @@
-"""Read-only counts for `wearable-gateway residency report` (issue 6): what a zone's database
+"""Read-only counts for `wearable-gateway residency report`: what a zone's database
 holds, and whether any row in it belongs to a subject the zone does not have."""
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class ResidencyStore:
             # The audit log outlives erasure: a subject no longer in `subjects` is legitimate
             # only if this zone erased it (its `erase` record, partial index of migration 0008).
             # Any other value is a subject this zone never held: another zone's pseudonym, or
-            # what a client typed (issue 11).
+            # what a client typed.
             found = await conn.fetchval(
                 """
                 SELECT count(*) FROM audit_events a

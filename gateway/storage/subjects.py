@@ -126,7 +126,7 @@ class SubjectStore:
     async def count(self) -> int:
         return int(await self._pool.fetchval("subjects.count", "SELECT count(*) FROM subjects"))
 
-    # --- key rotation (issue 6) -----------------------------------------------------------------
+    # --- key rotation -----------------------------------------------------------------
     # Wrapped data keys live in `subject_keys` (migration 0008). Every statement below
     # is one short transaction on its own, so rotation runs beside a serving gateway.
 
@@ -225,7 +225,7 @@ class SubjectStore:
             )
         )
 
-    # --- lifecycle: consent changes and erasure (issue 6) ---------------------------------------
+    # --- lifecycle: consent changes and erasure ---------------------------------------
 
     async def change_consent(
         self,
@@ -275,18 +275,6 @@ class SubjectStore:
             cross_border=row["cross_border_consent"],
             actor=actor,
         )
-
-    async def consent_history(self, pseudonym: str) -> list[ConsentChange]:
-        rows = await self._pool.fetch(
-            "subjects.consent_history",
-            """
-            SELECT s.site, c.changed_at, c.research, c.cross_border, c.actor
-            FROM consent_changes c JOIN subjects s ON s.pseudonym = c.subject
-            WHERE c.subject = $1 ORDER BY c.seq
-            """,
-            pseudonym,
-        )
-        return [ConsentChange(subject=ZoneSubject(pseudonym), **dict(row)) for row in rows]
 
     async def erasure_target(self, pseudonym: str) -> ErasureTarget | None:
         """The subject's site and erasure mark, whatever step its erasure has reached (None once

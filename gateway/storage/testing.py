@@ -1,4 +1,4 @@
-"""Test support: empty a zone database in place, in milliseconds (issue 12).
+"""Test support: empty a zone database in place, in milliseconds.
 
 Cloning and dropping a database from a template costs ~0.35 s each; the suite instead keeps its
 zone databases for the whole session and returns them to the state of a freshly migrated one

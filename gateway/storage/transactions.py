@@ -1,4 +1,4 @@
-"""The name of every operation a store runs on its zone's pool (issue 12).
+"""The name of every operation a store runs on its zone's pool.
 
 As synapse names each `runInteraction`, every `ZonePool` entry point takes one of these names:
 `<store>.<method>`, the store module and the method that runs it, static and low-cardinality.
@@ -32,7 +32,6 @@ TransactionName = Literal[
     "database.select_one",
     # storage/dead_letters.py
     "dead_letters.add_many",
-    "dead_letters.count_by_code",
     # storage/devices.py
     "devices.record",
     # storage/exports.py
@@ -68,7 +67,6 @@ TransactionName = Literal[
     # storage/key_ring.py
     "key_ring.deregister",
     "key_ring.heartbeat",
-    "key_ring.live_instances",
     "key_ring.publish",
     "key_ring.retiring_kek",
     "key_ring.state",
@@ -77,7 +75,6 @@ TransactionName = Literal[
     # storage/observations.py
     "observations.count",
     "observations.ensure_partitions",
-    "observations.for_subject",
     "observations.get",
     "observations.insert_unversioned",
     "observations.upsert_versioned",
@@ -96,7 +93,6 @@ TransactionName = Literal[
     "studies.get",
     # storage/subjects.py
     "subjects.change_consent",
-    "subjects.consent_history",
     "subjects.count",
     "subjects.count_wrapped_below",
     "subjects.delete_subject_rows",
