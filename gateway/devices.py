@@ -211,6 +211,7 @@ GOOGLE: Final = "Google"
 SAMSUNG: Final = "Samsung"
 NONIN: Final = "Nonin"
 OMRON: Final = "Omron"
+DEXCOM: Final = "Dexcom"
 
 # Manufacturer names as payloads spell them -> maker, matched case-insensitively.
 _MAKER_NAMES: Final[Mapping[str, str]] = MappingProxyType(
@@ -232,9 +233,21 @@ _MAKER_NAMES: Final[Mapping[str, str]] = MappingProxyType(
         "nonin medical, inc.": NONIN,
         "nonin_medical_inc.": NONIN,
         "omronhealthcare": OMRON,
+        # HKDevice.manufacturer of Dexcom sensors as iOS CGM apps write it to HealthKit
+        # (LoopKit/CGMBLEKit, CGMBLEKit/TransmitterManager.swift: HKDevice(manufacturer: "Dexcom",
+        # model: "G5 Mobile" / "G6" / "G7", ...)).
+        "dexcom": DEXCOM,
+        "dexcom, inc.": DEXCOM,
     }
 )
-_MAKERS: Final = (APPLE, WITHINGS, GOOGLE, SAMSUNG, NONIN, OMRON)
+_MAKERS: Final = (APPLE, WITHINGS, GOOGLE, SAMSUNG, NONIN, OMRON, DEXCOM)
+
+# Makers every one of whose devices is a continuous glucose monitor: a glucose reading from one of
+# them was measured in interstitial fluid. Dexcom, Inc. makes CGM systems only (G4-G7, ONE,
+# Stelo; its annual reports (Form 10-K, Item 1 "Business") describe the company as focused on
+# continuous glucose monitoring systems). Makers of both meters and sensors (Abbott: FreeStyle
+# meters and FreeStyle Libre) are no such signal and are not listed.
+CGM_MAKERS: Final = frozenset({DEXCOM})
 
 MAKERS: Final = Vocabulary(
     names=MappingProxyType(
@@ -246,6 +259,12 @@ MAKERS: Final = Vocabulary(
 def model_family(model: str | None, table: Vocabulary = MODEL_FAMILIES) -> str:
     """The model family stored, served and exported instead of the device model."""
     return table.family(model)
+
+
+def is_cgm(device: DeviceInfo) -> bool:
+    """Whether the closed tables say `device` is a continuous glucose monitor (its maker makes
+    nothing else). Free text outside the tables never makes a device a CGM."""
+    return MAKERS.family(device.manufacturer) in CGM_MAKERS
 
 
 def describe(device: DeviceInfo) -> DeviceInfo:

@@ -12,6 +12,7 @@ from types import MappingProxyType
 
 import orjson
 
+from gateway.measures.table import POINT_PROFILES
 from gateway.models import (
     Coding,
     ComponentSpec,
@@ -91,6 +92,8 @@ def build_observation(
         # stored Observation is that version, and earlier ones are kept as its history.
         meta["versionId"] = str(reading.record_version)
     profile = _VITAL_SIGNS_PROFILE.get(measure.loinc)
+    if profile is None and reading.end is None:
+        profile = POINT_PROFILES.get(measure.name)
     if profile is not None:
         meta["profile"] = [profile]
 

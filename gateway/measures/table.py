@@ -7,6 +7,16 @@ Sources, cited per row:
   [HK]    StanfordBDHG/HealthKitOnFHIR HKSampleMapping.json (LOINC displays of 40443-4, 41982-0,
           55423-8, 80404-7)
   [UCUM]  https://ucum.org/ucum (unit codes and conversion factors)
+  [CGM]   HL7 FHIR IG Continuous Glucose Monitoring 1.0.0 (STU 1), http://hl7.org/fhir/uv/cgm/
+          (profiles.fsh of github.com/HL7/cgm): profile CGMSensorReadingMassPerVolume
+          (StructureDefinition-cgm-sensor-reading-mass-per-volume.html) fixes code LOINC 99504-3,
+          valueQuantity UCUM mg/dL with unit "mg/dl", effectiveDateTime 1..1, subject 1..1;
+          CGMSensorReadingMolesPerVolume (...-moles-per-volume.html) fixes LOINC 105272-9, UCUM
+          mmol/L, unit "mmol/l". Displays as the IG's examples render them
+          (Observation-cgmSensorReadingMassPerVolumeExample.html, ...MolesPerVolumeExample.html).
+  [LOINC] LOINC Users' Guide §2.5 "System (Sample) Type": every LOINC glucose term names the
+          specimen it was measured in (Bld, BldC, Ser/Plas, ISF, ...); the placeholder system
+          XXX means "specified elsewhere in the message", i.e. it still needs a specimen stated.
 Hard range: outside, the reading is rejected. Soft range: outside, it is stored and flagged L/H.
 """
 
@@ -19,6 +29,8 @@ from gateway.models import Coding, ComponentSpec, Measure, UnitConversion, Value
 
 LOINC = "http://loinc.org"
 MDC = "urn:iso:std:iso:11073:10101"
+# The gateway's own code system: measures that no standard code states truthfully.
+GATEWAY_MEASURE = "urn:wearable-gateway:measure"
 
 _SAME = UnitConversion(1.0)
 
@@ -147,9 +159,28 @@ _BODY_MASS_INDEX = (
     Coding(MDC, "188752", "MDC_RATIO_MASS_BODY_LEN_SQ"),  # [M]
 )
 _BODY_FAT = (Coding(LOINC, "41982-0", "Percentage of body fat Measured"),)  # [M] [HK]
+# Glucose is coded by the specimen it was measured in, never by guess: a CGM sensor measures
+# interstitial fluid, a meter capillary blood, and the two differ (ISF lags blood by minutes).
+# Adapters pick the measure from what the source states (gateway.measures.specimen).
 _BLOOD_GLUCOSE = (
     Coding(LOINC, "41653-7", "Glucose [Mass/volume] in Capillary blood by Glucometer"),  # [M]
     Coding(MDC, "160184", "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD"),  # [M]
+)
+_INTERSTITIAL_GLUCOSE = (
+    Coding(LOINC, "99504-3", "Glucose [Mass/volume] in Interstitial fluid"),  # [CGM]
+)
+# [CGM] molar form of the same observation; readings coded so are accepted (CODE_ALIASES) and
+# stored in the measure's canonical mg/dL under 99504-3, converted with glucose's molar mass.
+INTERSTITIAL_GLUCOSE_MOLAR = Coding(
+    LOINC, "105272-9", "Glucose [Moles/volume] in Interstitial fluid"
+)
+# Glucose whose source does not say the specimen (HealthKit has no specimen key; Health Connect
+# SPECIMEN_SOURCE_UNKNOWN; an Open mHealth data point without specimen_source). No LOINC term is
+# specimen-neutral [LOINC]: 2339-0 claims blood, 2345-7 serum or plasma, 41653-7 capillary blood,
+# and an XXX term would need Observation.specimen, which such a source cannot give. So it is coded
+# in the gateway's own system only, with no LOINC claim at all.
+_GLUCOSE_UNSPECIFIED = (
+    Coding(GATEWAY_MEASURE, "glucose", "Glucose [Mass/volume], specimen not stated"),
 )
 # [M] [HK]
 _STEP_COUNT = (Coding(LOINC, "55423-8", "Number of steps in unspecified time Pedometer"),)
@@ -249,6 +280,17 @@ _TABLE = (
         ucum="mg/dL", unit="mg/dL", accepts=_MG_PER_DL,
         hard=ValueRange(0, 1000),
     ),
+    # A CGM sensor reading; `unit` is the [CGM] profile's fixed valueQuantity.unit.
+    _single(
+        "interstitial-glucose", "laboratory", _INTERSTITIAL_GLUCOSE,
+        ucum="mg/dL", unit="mg/dl", accepts=_MG_PER_DL,
+        hard=ValueRange(0, 1000),
+    ),
+    _single(
+        "glucose", "laboratory", _GLUCOSE_UNSPECIFIED,
+        ucum="mg/dL", unit="mg/dL", accepts=_MG_PER_DL,
+        hard=ValueRange(0, 1000),
+    ),
     _single(
         "step-count", "activity", _STEP_COUNT,
         ucum="{steps}", unit="steps", accepts=_STEPS,
@@ -262,6 +304,23 @@ _TABLE = (
 )  # fmt: skip
 
 MEASURES: Mapping[str, Measure] = MappingProxyType({m.name: m for m in _TABLE})
+
+# Codings that name a measure on input (a FHIR Observation's code) but are not written on output.
+CODE_ALIASES: Mapping[tuple[str, str], str] = MappingProxyType(
+    {
+        (LOINC, INTERSTITIAL_GLUCOSE_MOLAR.code): "interstitial-glucose",
+    }
+)
+
+# FHIR profiles a measure's Observation claims when it has the shape the profile requires:
+# [CGM] CGMSensorReadingMassPerVolume needs effectiveDateTime (a point reading, not a period).
+POINT_PROFILES: Mapping[str, str] = MappingProxyType(
+    {
+        "interstitial-glucose": (
+            "http://hl7.org/fhir/uv/cgm/StructureDefinition/cgm-sensor-reading-mass-per-volume"
+        ),
+    }
+)
 
 # Largest plausible count per minute of an interval measure's period: [M] "<= 300 per minute".
 MAX_RATE_PER_MINUTE: Mapping[str, float] = MappingProxyType({"step-count": 300})

@@ -230,6 +230,13 @@ def test_a_measure_the_study_was_not_approved_for_is_left_out() -> None:
     assert excluded.value.reason is ExclusionReason.MEASURE_NOT_IN_STUDY
 
 
+def test_glucose_of_unstated_specimen_has_no_loinc_code_a_study_could_approve() -> None:
+    # POLICY allows every measure's first code, "glucose" included: only LOINC codes count.
+    with pytest.raises(ResourceExcluded) as excluded:
+        deidentify(stored(reading_of(MEASURES["glucose"])))
+    assert excluded.value.reason is ExclusionReason.MEASURE_NOT_IN_STUDY
+
+
 def test_an_issued_time_that_cannot_be_shifted_is_dropped_not_kept() -> None:
     out, report = deidentify(heart_rate() | {"issued": "2026-11-30"})
     assert "issued" not in out

@@ -5,7 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.measures.table import LOINC, MAX_RATE_PER_MINUTE, MDC, MEASURES
+from gateway.measures.table import (
+    CODE_ALIASES,
+    GATEWAY_MEASURE,
+    LOINC,
+    MAX_RATE_PER_MINUTE,
+    MDC,
+    MEASURES,
+    POINT_PROFILES,
+)
 from gateway.models import ComponentSpec, Measure, UnitConversion
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "fhir-r4"
@@ -27,12 +35,19 @@ EXPECTED_LOINC = {
     ("body-mass-index", "value"): "39156-5",
     ("body-fat-percentage", "value"): "41982-0",
     ("blood-glucose", "value"): "41653-7",
+    # HL7 CGM IG STU1 profile CGMSensorReadingMassPerVolume fixes this code.
+    ("interstitial-glucose", "value"): "99504-3",
     ("step-count", "value"): "55423-8",
     ("heart-rate-variability-sdnn", "value"): "80404-7",
 }
-EXPECTED_MEASURE_LOINC = {
-    name: code for (name, component), code in EXPECTED_LOINC.items() if component == "value"
-} | {"blood-pressure": "85354-9"}
+# Glucose from a source that does not state the specimen: no LOINC term is specimen-neutral, so it
+# carries only the gateway's own code (its `loinc` property is that code).
+UNCODED_IN_LOINC = {("glucose", "value"): "glucose"}
+EXPECTED_MEASURE_LOINC = (
+    {name: code for (name, component), code in EXPECTED_LOINC.items() if component == "value"}
+    | {"blood-pressure": "85354-9"}
+    | {name: code for (name, _), code in UNCODED_IN_LOINC.items()}
+)
 EXPECTED_MDC = {
     ("heart-rate", "value"): "147842",
     ("respiratory-rate", "value"): "151562",
@@ -61,6 +76,8 @@ EXPECTED_UCUM = {
     ("body-mass-index", "value"): "kg/m2",
     ("body-fat-percentage", "value"): "%",
     ("blood-glucose", "value"): "mg/dL",
+    ("interstitial-glucose", "value"): "mg/dL",
+    ("glucose", "value"): "mg/dL",
     ("step-count", "value"): "{steps}",
     ("heart-rate-variability-sdnn", "value"): "ms",
 }
@@ -82,7 +99,7 @@ def loinc_check_digit_ok(code: str) -> bool:
 
 
 def test_the_table_has_exactly_the_expected_measures_and_components() -> None:
-    assert {(m.name, s.name) for m, s in COMPONENTS} == set(EXPECTED_LOINC)
+    assert {(m.name, s.name) for m, s in COMPONENTS} == set(EXPECTED_LOINC) | set(UNCODED_IN_LOINC)
 
 
 @pytest.mark.parametrize(("measure", "spec"), COMPONENTS, ids=COMPONENT_IDS)
@@ -90,8 +107,45 @@ def test_every_component_is_coded_with_its_own_loinc_code(
     measure: Measure, spec: ComponentSpec
 ) -> None:
     codings = spec.codings
+    if (measure.name, spec.name) in UNCODED_IN_LOINC:
+        assert [(c.system, c.code) for c in codings] == [
+            (GATEWAY_MEASURE, UNCODED_IN_LOINC[(measure.name, spec.name)])
+        ]
+        return
     assert codings[0].system == LOINC
     assert codings[0].code == EXPECTED_LOINC[(measure.name, spec.name)]
+
+
+# LOINC terms whose System is capillary blood (BldC), and the MDC capillary glucose code.
+CAPILLARY_GLUCOSE_CODES = {"41653-7", "160184"}
+
+
+def test_only_blood_glucose_claims_capillary_blood() -> None:
+    claims = {
+        name
+        for name, m in MEASURES.items()
+        for c in m.codings + tuple(c for s in m.components for c in s.codings)
+        if c.code in CAPILLARY_GLUCOSE_CODES
+    }
+    assert claims == {"blood-glucose"}
+
+
+def test_glucose_of_unstated_specimen_claims_no_loinc_specimen() -> None:
+    assert all(c.system != LOINC for c in MEASURES["glucose"].codings)
+
+
+def test_interstitial_glucose_is_coded_and_profiled_as_the_cgm_ig_says() -> None:
+    measure = MEASURES["interstitial-glucose"]
+    assert [(c.system, c.code) for c in measure.codings] == [(LOINC, "99504-3")]
+    (value,) = measure.components
+    # CGMSensorReadingMassPerVolume: valueQuantity = 'mg/dL' "mg/dl".
+    assert (value.ucum, value.unit_display) == ("mg/dL", "mg/dl")
+    assert POINT_PROFILES["interstitial-glucose"] == (
+        "http://hl7.org/fhir/uv/cgm/StructureDefinition/cgm-sensor-reading-mass-per-volume"
+    )
+    # CGMSensorReadingMolesPerVolume's code names the same measure on input.
+    assert CODE_ALIASES[(LOINC, "105272-9")] == "interstitial-glucose"
+    assert loinc_check_digit_ok("105272-9")
 
 
 def test_diastolic_is_never_coded_as_heart_rate() -> None:
@@ -114,11 +168,11 @@ def test_measure_codes_match_the_reference() -> None:
 def test_every_coding_uses_a_known_system_and_well_formed_code() -> None:
     for measure in MEASURES.values():
         for coding in measure.codings + tuple(c for s in measure.components for c in s.codings):
-            assert coding.system in {LOINC, MDC}
+            assert coding.system in {LOINC, MDC, GATEWAY_MEASURE}
             assert coding.display
             if coding.system == LOINC:
                 assert loinc_check_digit_ok(coding.code), coding.code
-            else:
+            elif coding.system == MDC:
                 # MDC decimal code = partition << 16 | term code; all of ours are SCADA (2).
                 assert int(coding.code) >> 16 == 2, coding.code
 
@@ -180,6 +234,8 @@ def test_ranges_match_the_reference() -> None:
         ("body-mass-index", "value"): (8, 120, (15, 50)),
         ("body-fat-percentage", "value"): (2, 75, None),
         ("blood-glucose", "value"): (0, 1000, None),
+        ("interstitial-glucose", "value"): (0, 1000, None),
+        ("glucose", "value"): (0, 1000, None),
         ("step-count", "value"): (0, 100_000, None),
         ("heart-rate-variability-sdnn", "value"): (1, 500, None),
     }
@@ -212,6 +268,8 @@ def test_categories() -> None:
     assert {name: m.category for name, m in MEASURES.items() if m.category != "vital-signs"} == {
         "step-count": "activity",
         "blood-glucose": "laboratory",
+        "interstitial-glucose": "laboratory",
+        "glucose": "laboratory",
     }
 
 
@@ -219,6 +277,8 @@ def test_exact_conversion_factors() -> None:
     weight = MEASURES["body-weight"].components[0].conversions
     height = MEASURES["body-height"].components[0].conversions
     glucose = MEASURES["blood-glucose"].components[0].conversions
+    for other in ("interstitial-glucose", "glucose"):
+        assert MEASURES[other].components[0].conversions == glucose
     temperature = MEASURES["body-temperature"].components[0].conversions
     assert weight["[lb_av]"].factor == 0.45359237  # UCUM: [lb_av] = 7000 [gr] = 453.59237 g
     assert height["[in_i]"].factor == 2.54  # UCUM: [in_i] = 2.54 cm

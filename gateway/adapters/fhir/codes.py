@@ -1,8 +1,8 @@
 """Observation and component codes -> the gateway's measure and component names.
 
-The lookup is derived from `gateway.measures.table` (every LOINC and MDC coding of every measure
-and panel component), so a code the table does not list is `unsupported-type` here too. Only the
-aliases below are added by hand.
+The lookup is derived from `gateway.measures.table` (every coding of every measure and panel
+component, and the table's input-only CODE_ALIASES), so a code the table does not list is
+`unsupported-type` here too. Only the aliases below are added by hand.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from gateway.measures.table import LOINC, MDC, MEASURES
+from gateway.measures.table import CODE_ALIASES, LOINC, MDC, MEASURES
 
 # Code systems may also be named by their HL7 OIDs (HL7 OID registry: 2.16.840.1.113883.6.1 is
 # LOINC, 2.16.840.1.113883.6.24 is IEEE 11073-10101 MDC); the R4 ECG example uses the latter.
@@ -35,7 +35,7 @@ _MEASURE_ALIASES: Mapping[tuple[str, str], str] = MappingProxyType(
 
 def _measure_codes() -> Mapping[tuple[str, str], str]:
     codes = {(c.system, c.code): m.name for m in MEASURES.values() for c in m.codings}
-    return MappingProxyType({**codes, **_MEASURE_ALIASES})
+    return MappingProxyType({**codes, **CODE_ALIASES, **_MEASURE_ALIASES})
 
 
 def _component_codes() -> Mapping[str, Mapping[tuple[str, str], str]]:

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from gateway.measures.specimen import Specimen
+
 
 @dataclass(frozen=True, slots=True)
 class UnitRule:
@@ -171,7 +173,8 @@ SUPPORTED: Mapping[str, RecordKind] = MappingProxyType(
         "Weight": PointRecord("body-weight", "weight", MASS),
         "Height": PointRecord("body-height", "height", LENGTH),
         "RespiratoryRate": PointRecord("respiratory-rate", "rate", None, "/min"),
-        "BloodGlucose": PointRecord("blood-glucose", "level", BLOOD_GLUCOSE),
+        # "glucose" until specimenSource says otherwise (parse._glucose_measure).
+        "BloodGlucose": PointRecord("glucose", "level", BLOOD_GLUCOSE),
         "RestingHeartRate": PointRecord("resting-heart-rate", "beatsPerMinute", None, "/min"),
         "BodyFat": PointRecord("body-fat-percentage", "percentage", PERCENT, "%"),
     }
@@ -230,20 +233,29 @@ KNOWN_UNSUPPORTED: frozenset[str] = frozenset(
     }
 )
 
-# BloodGlucoseRecord.specimenSource [HC]: SDK ints and the plugin's strings [CAP]. The gateway's
-# blood-glucose measure is LOINC 41653-7 "Glucose in Capillary blood by Glucometer", so only
-# capillary blood, and "unknown" (what meters that do not say write), are stored under it;
-# interstitial fluid (CGM) has its own LOINC (105272-9) and is refused, not mislabelled.
-GLUCOSE_SPECIMEN_ACCEPTED: frozenset[str | int] = frozenset({0, 2, "unknown", "capillary_blood"})
-GLUCOSE_SPECIMEN_KNOWN: frozenset[str | int] = GLUCOSE_SPECIMEN_ACCEPTED | {
-    1,
-    3,
-    4,
-    5,
-    6,
-    "interstitial_fluid",
-    "plasma",
-    "serum",
-    "tears",
-    "whole_blood",
-}
+# BloodGlucoseRecord.specimenSource [HC]: SDK ints (SPECIMEN_SOURCE_UNKNOWN = 0,
+# INTERSTITIAL_FLUID = 1, CAPILLARY_BLOOD = 2, PLASMA = 3, SERUM = 4, TEARS = 5, WHOLE_BLOOD = 6)
+# and the plugin's strings [CAP] -> the specimen that picks the glucose measure
+# (gateway.measures.specimen). None: a specimen the gateway has no glucose code for, refused per
+# record rather than stored under another specimen's code. An absent specimenSource is 0, the
+# SDK's default.
+GLUCOSE_SPECIMENS: Mapping[str | int, Specimen | None] = MappingProxyType(
+    {
+        0: Specimen.UNKNOWN,
+        "unknown": Specimen.UNKNOWN,
+        1: Specimen.INTERSTITIAL_FLUID,
+        "interstitial_fluid": Specimen.INTERSTITIAL_FLUID,
+        2: Specimen.CAPILLARY_BLOOD,
+        "capillary_blood": Specimen.CAPILLARY_BLOOD,
+        3: None,
+        "plasma": None,
+        4: None,
+        "serum": None,
+        5: None,
+        "tears": None,
+        6: None,
+        "whole_blood": None,
+    }
+)
+# The Health Connect record type whose measure is chosen by GLUCOSE_SPECIMENS.
+GLUCOSE_RECORD = "BloodGlucose"

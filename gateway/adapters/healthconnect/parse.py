@@ -33,11 +33,10 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import TypeGuard
+from typing import TypeGuard, cast
 
 from gateway.adapters.healthconnect.codes import (
-    GLUCOSE_SPECIMEN_ACCEPTED,
-    GLUCOSE_SPECIMEN_KNOWN,
+    GLUCOSE_SPECIMENS,
     KNOWN_UNSUPPORTED,
     REFUSED,
     SUPPORTED,
@@ -49,6 +48,7 @@ from gateway.adapters.healthconnect.codes import (
 )
 from gateway.adapters.shapes import one_of
 from gateway.errors import BadRequest
+from gateway.measures.specimen import GLUCOSE_MEASURES, Specimen, glucose_measure
 from gateway.models import (
     CandidateReading,
     DeviceInfo,
@@ -231,9 +231,10 @@ def _point(
                 record.get(kind.field), f"{path}.{kind.field}", kind.units, kind.bare_unit
             )
         }
-    if kind.measure == "blood-glucose":
-        _check_specimen(record, path)
-    return _reading(common, kind.measure, quantities, time, offset_assumed=assumed)
+    measure = kind.measure
+    if measure == GLUCOSE_MEASURES[Specimen.UNKNOWN]:
+        measure = glucose_measure(_specimen(record, path), common.device)
+    return _reading(common, measure, quantities, time, offset_assumed=assumed)
 
 
 def _interval(
@@ -317,21 +318,24 @@ def _reading(
     )
 
 
-def _check_specimen(record: Mapping[str, object], path: str) -> None:
+def _specimen(record: Mapping[str, object], path: str) -> Specimen:
     source = record.get("specimenSource")
-    if source is None or (
-        not isinstance(source, bool) and one_of(source, GLUCOSE_SPECIMEN_ACCEPTED)
-    ):
-        return
-    if isinstance(source, bool) or not one_of(source, GLUCOSE_SPECIMEN_KNOWN):
+    if source is None:
+        source = 0  # the SDK's default, SPECIMEN_SOURCE_UNKNOWN
+    if isinstance(source, bool) or not one_of(source, GLUCOSE_SPECIMENS):
         raise _InvalidShape(
             f"{path}.specimenSource", "must be a Health Connect specimen source name or number"
         )
-    raise _Refused(
-        RejectionCode.UNSUPPORTED_TYPE,
-        "blood glucose is stored only from capillary blood (LOINC 41653-7); this "
-        "specimenSource is not supported",
-    )
+    # one_of checked that `source` is hashable and a key of the table.
+    specimen = GLUCOSE_SPECIMENS[cast("str | int", source)]
+    if specimen is None:
+        raise _Refused(
+            RejectionCode.UNSUPPORTED_TYPE,
+            "blood glucose is stored only from capillary blood (LOINC 41653-7), interstitial "
+            "fluid (CGM, LOINC 99504-3) or an unstated specimen; this specimenSource is not "
+            "supported",
+        )
+    return specimen
 
 
 # --- values ---------------------------------------------------------------------------------

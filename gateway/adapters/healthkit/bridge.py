@@ -45,6 +45,7 @@ from gateway.adapters.healthkit.codes import (
 )
 from gateway.adapters.healthkit.parse import (
     device_id,
+    sample_measure,
     to_quantity,
     unit_message,
     unsupported_type_message,
@@ -135,13 +136,14 @@ def _sample(raw: object, path: str) -> CandidateReading:
     end = _timestamp(sample.get("endDate"), f"{path}.endDate")
     source = _optional_string(sample.get("sourceName"), f"{path}.sourceName")
     uuid = _optional_string(sample.get("uuid"), f"{path}.uuid")
+    device = _device(sample.get("device"), f"{path}.device", source)
     return CandidateReading(
         subject=Identifier(
             _string(subject.get("system"), f"{path}.subject.system"),
             _string(subject.get("value"), f"{path}.subject.value"),
         ),
-        device=_device(sample.get("device"), f"{path}.device", source),
-        measure=measure,
+        device=device,
+        measure=sample_measure(measure, device),
         quantities=quantities,
         start=start,
         # A point sample has endDate == startDate; the measure table decides what needs a period.

@@ -78,8 +78,12 @@ QUANTITY_TYPES: Mapping[str, TypeMapping] = MappingProxyType(
         "HKQuantityTypeIdentifierBodyFatPercentage": TypeMapping(  # [HKF] [M]
             "body-fat-percentage", _FRACTION_PERCENT
         ),
-        "HKQuantityTypeIdentifierBloodGlucose": TypeMapping(  # [HKF]
-            "blood-glucose",
+        # HealthKit has no specimen key [HKQ]: a meter and a CGM app write the same type, so the
+        # measure is "glucose" (specimen not stated) unless the sample's device is a known CGM
+        # (parse.sample_measure). [HKF] codes every such sample 41653-7, capillary blood: wrong
+        # for CGM readings, and not followed here.
+        "HKQuantityTypeIdentifierBloodGlucose": TypeMapping(
+            "glucose",
             MappingProxyType({"mg/dL": UnitMapping("mg/dL"), "mmol/L": UnitMapping("mmol/L")}),
         ),
         # Steps are counted over [startDate, endDate]: an interval measure.

@@ -45,7 +45,7 @@ from gateway.adapters.healthkit.codes import (
     BLOOD_PRESSURE_UNITS,
     QUANTITY_TYPES,
 )
-from gateway.adapters.healthkit.parse import device_id, to_quantity, unit_message
+from gateway.adapters.healthkit.parse import device_id, sample_measure, to_quantity, unit_message
 from gateway.errors import BadRequest
 from gateway.lexical import is_ascii_decimal
 from gateway.models import (
@@ -300,7 +300,7 @@ class _ExportReader:
         return CandidateReading(
             subject=self._subject,
             device=device,
-            measure=measure,
+            measure=sample_measure(measure, device),
             quantities=quantities,
             start=start,
             end=end,

@@ -8,7 +8,8 @@ import re
 from collections.abc import Mapping
 
 from gateway.adapters.healthkit.codes import GLUCOSE_MOLAR_UNIT, UnitMapping
-from gateway.models import Quantity
+from gateway.measures.specimen import GLUCOSE_MEASURES, Specimen, glucose_measure
+from gateway.models import DeviceInfo, Quantity
 
 # Shape of an identifier that is safe to name in a rejection message: Apple's own spelling.
 _IDENTIFIER = re.compile(r"HK[A-Za-z]+TypeIdentifier[A-Za-z0-9]{1,80}")
@@ -17,6 +18,15 @@ _IDENTIFIER = re.compile(r"HK[A-Za-z]+TypeIdentifier[A-Za-z0-9]{1,80}")
 def hk_unit(unit: str) -> str:
     """The key under which `unit` is looked up in a type's unit table."""
     return "mmol/L" if GLUCOSE_MOLAR_UNIT.fullmatch(unit) else unit
+
+
+def sample_measure(measure: str, device: DeviceInfo) -> str:
+    """The measure of a sample of `measure` from `device`: a glucose sample, whose specimen
+    HealthKit never states, is interstitial when its device is a known CGM and otherwise stays
+    "glucose", specimen not stated (never capillary blood)."""
+    if measure == GLUCOSE_MEASURES[Specimen.UNKNOWN]:
+        return glucose_measure(Specimen.UNKNOWN, device)
+    return measure
 
 
 def unsupported_type_message(identifier: str) -> str:

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from gateway.measures.specimen import Specimen
+
 
 @dataclass(frozen=True, slots=True)
 class SchemaMapping:
@@ -87,11 +89,21 @@ QUALIFIERS: Mapping[str, frozenset[str]] = MappingProxyType(
     }
 )
 
-# blood-glucose-4.0 `specimen_source` (specimen-source-2.x). The measure table's glucose code is
-# LOINC 41653-7 "Glucose [Mass/volume] in Capillary blood by Glucometer"; other specimens (plasma,
-# interstitial fluid, ...) are other LOINC terms, so only capillary blood (or no source: a meter
-# reading) maps to it.
-GLUCOSE_SPECIMENS: frozenset[str] = frozenset({"capillary blood"})
+# blood-glucose-4.0 `specimen_source`, the value set of schema specimen-source-2.x
+# (https://www.openmhealth.org/documentation/#/schema-docs/schema-library: omh:specimen-source) ->
+# the specimen that picks the glucose measure (gateway.measures.specimen). None: a specimen the
+# gateway has no glucose code for, refused rather than stored under another specimen's code. A data
+# point without specimen_source states none: Specimen.UNKNOWN, never capillary blood.
+GLUCOSE_SPECIMENS: Mapping[str, Specimen | None] = MappingProxyType(
+    {
+        "capillary blood": Specimen.CAPILLARY_BLOOD,
+        "interstitial fluid": Specimen.INTERSTITIAL_FLUID,
+        "plasma": None,
+        "serum": None,
+        "tears": None,
+        "whole blood": None,
+    }
+)
 
 # oxygen-saturation-2.0 `supplemental_oxygen_flow_rate.unit` enum.
 OXYGEN_FLOW_UNITS: frozenset[str] = frozenset({"L/min"})
@@ -196,8 +208,9 @@ SCHEMAS: Mapping[tuple[str, str], SchemaMapping] = MappingProxyType(
             {"systolic_blood_pressure": "systolic", "diastolic_blood_pressure": "diastolic"},
             _PRESSURE_UNITS, frozenset({4}), part_of_day=False,
         ),
+        # "glucose" until specimen_source says otherwise (parse._glucose_measure).
         ("omh", "blood-glucose"): SchemaMapping(
-            "blood-glucose", {"blood_glucose": "value"}, _GLUCOSE_UNITS,
+            "glucose", {"blood_glucose": "value"}, _GLUCOSE_UNITS,
             frozenset({4}), part_of_day=False,
         ),
         ("omh", "body-temperature"): SchemaMapping(

@@ -51,6 +51,7 @@ from gateway.adapters.omh.codes import (
 )
 from gateway.adapters.shapes import RFC3339, at, one_of
 from gateway.errors import BadRequest
+from gateway.measures.specimen import GLUCOSE_MEASURES, Specimen, glucose_measure
 from gateway.models import (
     CandidateReading,
     DeviceInfo,
@@ -127,10 +128,13 @@ def _data_point(raw: object, base: str) -> CandidateReading:
     user_id = _string(header.get("user_id"), at(base, "header.user_id"), MAX_ID_LENGTH)
     body = _object(point.get("body"), at(base, "body"))
     reading = _body(body, mapping, at(base, "body"))
+    measure = mapping.measure
+    if measure == GLUCOSE_MEASURES[Specimen.UNKNOWN]:
+        measure = glucose_measure(reading.specimen, device)
     return CandidateReading(
         subject=Identifier(OMH_USER_SYSTEM, user_id),
         device=device,
-        measure=mapping.measure,
+        measure=measure,
         quantities=reading.quantities,
         start=reading.start,
         end=reading.end,
@@ -233,7 +237,7 @@ def _vendor_time(raw: object, path: str) -> datetime:
 
 
 class _Body:
-    __slots__ = ("end", "naive", "quantities", "start", "statistic")
+    __slots__ = ("end", "naive", "quantities", "specimen", "start", "statistic")
 
     def __init__(
         self,
@@ -242,12 +246,15 @@ class _Body:
         end: datetime | None,
         naive: bool,
         statistic: str | None,
+        *,
+        specimen: Specimen,
     ) -> None:
         self.quantities = quantities
         self.start = start
         self.end = end
         self.naive = naive  # a time had no offset
         self.statistic = statistic
+        self.specimen = specimen  # what specimen_source says; UNKNOWN when it is absent
 
 
 def _body(body: Mapping[str, object], mapping: SchemaMapping, path: str) -> _Body:
@@ -264,6 +271,7 @@ def _body(body: Mapping[str, object], mapping: SchemaMapping, path: str) -> _Bod
         for field, component in mapping.fields.items()
     }
     _qualifiers(body, mapping, path)
+    specimen = _specimen(body, path)
     statistic = _statistic(body, mapping, path)
     start, end, naive = _time_frame(body.get("effective_time_frame"), mapping, path)
     if end is None and statistic is not None:
@@ -271,7 +279,7 @@ def _body(body: Mapping[str, object], mapping: SchemaMapping, path: str) -> _Bod
             f"{path}.effective_time_frame",
             "must be a time_interval when a descriptive_statistic is given",
         )
-    return _Body(quantities, start, end, naive, statistic)
+    return _Body(quantities, start, end, naive, statistic, specimen=specimen)
 
 
 def _quantity(raw: object, path: str, units: Mapping[str, str]) -> Quantity:
@@ -289,17 +297,27 @@ def _qualifiers(body: Mapping[str, object], mapping: SchemaMapping, path: str) -
     for field, allowed in QUALIFIERS.items():
         if field in body and not one_of(body[field], allowed):
             raise _shape(f"{path}.{field}", "must be a value of its Open mHealth value set")
-    specimen = body.get("specimen_source")
-    if specimen is not None and not one_of(specimen, GLUCOSE_SPECIMENS):
-        raise _Invalid(
-            RejectionCode.UNSUPPORTED_TYPE,
-            f"{path}.specimen_source: only capillary blood glucose is supported",
-        )
     flow = body.get("supplemental_oxygen_flow_rate")
     if flow is not None:
         flow_path = f"{path}.supplemental_oxygen_flow_rate"
         if _quantity(flow, flow_path, {}).unit not in OXYGEN_FLOW_UNITS:
             raise _shape(f"{flow_path}.unit", f"must be one of: {', '.join(OXYGEN_FLOW_UNITS)}")
+
+
+def _specimen(body: Mapping[str, object], path: str) -> Specimen:
+    raw = body.get("specimen_source")
+    if raw is None:
+        return Specimen.UNKNOWN
+    if not isinstance(raw, str) or raw not in GLUCOSE_SPECIMENS:
+        raise _shape(f"{path}.specimen_source", "must be a value of its Open mHealth value set")
+    specimen = GLUCOSE_SPECIMENS[raw]
+    if specimen is None:
+        raise _Invalid(
+            RejectionCode.UNSUPPORTED_TYPE,
+            f"{path}.specimen_source: glucose is stored only from capillary blood, interstitial "
+            "fluid (CGM) or an unstated specimen",
+        )
+    return specimen
 
 
 def _statistic(body: Mapping[str, object], mapping: SchemaMapping, path: str) -> str | None:

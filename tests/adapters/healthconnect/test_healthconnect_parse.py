@@ -254,19 +254,40 @@ def test_blood_glucose_in_mmol_per_litre_is_converted_to_mg_per_dl(
     assert reading.values[0].value == pytest.approx(mg_per_dl)
 
 
-@pytest.mark.parametrize("source", [None, 0, 2, "unknown", "capillary_blood"])
-def test_capillary_or_unknown_glucose_specimens_are_stored(source: object) -> None:
+@pytest.mark.parametrize(
+    ("source", "measure"),
+    [
+        (2, "blood-glucose"),
+        ("capillary_blood", "blood-glucose"),
+        (1, "interstitial-glucose"),
+        ("interstitial_fluid", "interstitial-glucose"),
+        # SPECIMEN_SOURCE_UNKNOWN, or none given: stored, but never as capillary blood.
+        (None, "glucose"),
+        (0, "glucose"),
+        ("unknown", "glucose"),
+    ],
+)
+def test_glucose_is_stored_under_the_measure_of_its_specimen(source: object, measure: str) -> None:
     extra = {} if source is None else {"specimenSource": source}
-    assert only(point("BloodGlucose", level={"inMilligramsPerDeciliter": 92}, **extra))
+    reading = only(point("BloodGlucose", level={"inMilligramsPerDeciliter": 92}, **extra))
+    assert reading.measure == measure
 
 
-@pytest.mark.parametrize("source", [1, "interstitial_fluid", 5, "tears", "plasma"])
-def test_glucose_from_other_specimens_is_not_stored_as_capillary_glucose(source: object) -> None:
+@pytest.mark.parametrize("source", [3, "plasma", 4, "serum", 5, "tears", 6, "whole_blood"])
+def test_glucose_from_specimens_without_a_measure_is_refused(source: object) -> None:
     rejection = rejected(
         point("BloodGlucose", level={"inMilligramsPerDeciliter": 92}, specimenSource=source)
     )
     assert rejection.code == RejectionCode.UNSUPPORTED_TYPE
-    assert "capillary" in rejection.message
+    assert "specimenSource is not supported" in rejection.message
+
+
+@pytest.mark.parametrize("source", [7, -1, "fluid", True, [1], {"a": 1}])
+def test_a_specimen_source_outside_the_sdk_constants_is_invalid(source: object) -> None:
+    rejection = rejected(
+        point("BloodGlucose", level={"inMilligramsPerDeciliter": 92}, specimenSource=source)
+    )
+    assert rejection.code == RejectionCode.INVALID_READING
 
 
 def test_rmssd_heart_rate_variability_is_refused_and_never_stored_as_sdnn() -> None:

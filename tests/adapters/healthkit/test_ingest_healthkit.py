@@ -109,7 +109,8 @@ async def test_unit_traps_are_stored_in_canonical_ucum(
     assert values["41982-0"] == (21.5, "%")
     assert values["8310-5"] == (pytest.approx(37.0), "Cel")
     assert values["29463-7"] == (pytest.approx(74.842741), "kg")
-    assert values["41653-7"] == (pytest.approx(99.08575), "mg/dL")
+    # HealthKit states no specimen, and "Health" is no known CGM: glucose, never capillary.
+    assert values["glucose"] == (pytest.approx(99.08575), "mg/dL")
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ PASS_REJECTED: dict[str, str] = {
 FAIL_CODES: dict[str, str] = {
     "blood-glucose/4.0/empty-document.json": "invalid-reading",
     "blood-glucose/4.0/invalid-descriptive-statistic.json": "invalid-reading",
-    "blood-glucose/4.0/invalid-specimen-source.json": "unsupported-type",
+    "blood-glucose/4.0/invalid-specimen-source.json": "invalid-reading",  # "fluid": no such value
     "blood-glucose/4.0/invalid-temporal-relationship-to-meal.json": "invalid-reading",
     "blood-glucose/4.0/invalid-temporal-relationship-to-sleep.json": "invalid-reading",
     "blood-glucose/4.0/invalid-time-interval.json": "invalid-reading",
