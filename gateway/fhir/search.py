@@ -30,7 +30,7 @@ from typing import Final
 from gateway.errors import BadRequest
 from gateway.fhir.dates import DateCondition, InvalidDate, Prefix, parse_date_condition
 from gateway.fhir.search_parameters_r4 import R4_SEARCH_PARAMETERS
-from gateway.lexical import FHIR_ID, ascii_int, is_ascii_decimal
+from gateway.lexical import FHIR_ID, ascii_int, is_ascii_decimal, is_fhir_string
 
 DEFAULT_COUNT: Final = 50
 MAX_COUNT: Final = 1000
@@ -407,10 +407,10 @@ def parse_search(
         name, _, modifier = key.partition(":")
         if len(raw) > _MAX_VALUE_LENGTH:
             raise InvalidSearch(f"the value of {name} is too long")
-        # PostgreSQL text cannot hold U+0000: passed on, any value with one was a 500 (a
-        # CharacterNotInRepertoire error) wherever it reached a query, e.g. Patient?_id=%00.
-        if "\x00" in key or "\x00" in raw:
-            raise InvalidSearch("search parameters cannot contain U+0000")
+        # The FHIR string rule, as the request-line middleware applies it before this parser:
+        # PostgreSQL text cannot hold U+0000 (passed on, Patient?_id=%00 was a 500).
+        if not is_fhir_string(key) or not is_fhir_string(raw):
+            raise InvalidSearch("search parameters cannot contain control characters (U+0000 …)")
         if name in FORMAT_PARAMETERS:
             continue
         if name == "_cursor":

@@ -90,27 +90,49 @@ def _measure(candidate: CandidateReading, measures: Mapping[str, Measure]) -> Me
     return measure
 
 
+# The text fields of a candidate reading, from any adapter, in the order `_texts` returns them.
+_TEXT_FIELDS = (
+    "subject.system",
+    "subject.value",
+    "device.id",
+    "device.model",
+    "device.manufacturer",
+    "type",
+    "record id",
+    "zone",
+    "statistic",
+    "record key",
+)
+
+
+def _texts(candidate: CandidateReading) -> tuple[str | None, ...]:
+    device = candidate.device
+    return (
+        candidate.subject.system,
+        candidate.subject.value,
+        device.id,
+        device.model,
+        device.manufacturer,
+        candidate.measure,
+        candidate.vendor_record_id,
+        candidate.declared_zone,
+        candidate.statistic,
+        candidate.record_key,
+    )
+
+
 def _control_character_field(candidate: CandidateReading) -> str | None:
-    """The first text field of `candidate`, from any adapter, that no FHIR string may hold
-    (NUL and other controls below U+0020 but tab, LF, CR): such text would either be refused by
-    PostgreSQL (NUL) or end up in an invalid Observation or Device."""
-    fields = {
-        "subject.system": candidate.subject.system,
-        "subject.value": candidate.subject.value,
-        "device.id": candidate.device.id,
-        "device.model": candidate.device.model,
-        "device.manufacturer": candidate.device.manufacturer,
-        "type": candidate.measure,
-        "record id": candidate.vendor_record_id,
-        "zone": candidate.declared_zone,
-        "statistic": candidate.statistic,
-        "record key": candidate.record_key,
-        **{f"unit of {name}": quantity.unit for name, quantity in candidate.quantities.items()},
-    }
-    for name, text in fields.items():
-        if text is not None and not is_fhir_string(text):
-            return name
-    return None
+    """The first text field of `candidate` that no FHIR string may hold (NUL and other controls
+    below U+0020 but tab, LF, CR): such text would either be refused by PostgreSQL (NUL) or end
+    up in an invalid Observation or Device. Every reading passes here, so all its text is
+    searched once, joined; the field is named only when that search finds one."""
+    texts = _texts(candidate)
+    units = [quantity.unit for quantity in candidate.quantities.values()]
+    if is_fhir_string("".join([*filter(None, texts), *units])):
+        return None
+    named = [*zip(_TEXT_FIELDS, texts, strict=True)]
+    named += [(f"unit of {name}", q.unit) for name, q in candidate.quantities.items()]
+    return next(name for name, text in named if text is not None and not is_fhir_string(text))
 
 
 def _measured_values(
